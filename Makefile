@@ -1,0 +1,28 @@
+# The two commands of the README. Each makes its own virtual environment and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: quickstart test lint install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_PIN) -e '.[train]'
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_PIN) -e '.[dev]'
+
+quickstart: install
+	$(BIN)/albertkit quickstart
+
+test: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
