@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from albertkit.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -27,3 +36,86 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_WEIGHTS_NAME = "pytorch_model.bin"
+
+
+def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as transformers writes it: tied copies left out, every tensor contiguous."""
+    tied = getattr(model, "tied_weights", {})
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in tied}
+
+
+def save_model_folder(model: torch.nn.Module, directory: str | Path) -> None:
+    """config.json (with `architectures`) and model.safetensors, each written atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]
+    state = model_state_for_saving(model)
+    write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    model.config.save_pretrained(directory)
+
+
+def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """Weights of an HF folder: model.safetensors, or pytorch_model.bin read with weights_only=True."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    safetensors_path, pickle_path = directory / WEIGHTS_NAME, directory / PICKLE_WEIGHTS_NAME
+    if safetensors_path.is_file():
+        try:
+            return load_file(str(safetensors_path))
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"corrupt or truncated weights file ({err})", safetensors_path) from err
+    if pickle_path.is_file():
+        try:
+            # weights_only: a pickle can run code; only tensors and plain containers are accepted.
+            return torch.load(pickle_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise UserError(f"refusing to load: not a plain weights file ({str(err).splitlines()[0]})", pickle_path) from err
+    raise UserError(f"no {WEIGHTS_NAME} or {PICKLE_WEIGHTS_NAME} in {directory}: not a model folder")
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Rename keys between a bare encoder (`embeddings.…`) and a model with heads (`albert.embeddings.…`)."""
+    prefix = f"{model.base_model_prefix}."
+    wants_prefix = any(k.startswith(prefix) for k in model.state_dict())
+    has_prefix = any(k.startswith(prefix) for k in state)
+    if wants_prefix and not has_prefix:
+        return {prefix + k: v for k, v in state.items()}
+    if has_prefix and not wants_prefix:
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def load_model_folder(cls: type, directory: str | Path, **config_overrides: Any) -> torch.nn.Module:
+    """Build `cls` from an HF folder's config.json and load its weights; warn about head weights left new."""
+    from albertkit.config import AlbertConfig
+
+    config = AlbertConfig.from_pretrained(directory)
+    for key, value in config_overrides.items():
+        if not hasattr(config, key):
+            raise UserError(f"unknown config field {key!r}")
+        setattr(config, key, value)
+    model = cls(config)
+    state = adapt_state_dict(read_weights(directory), model)
+    tied = getattr(model, "tied_weights", {})
+    expected = set(model.state_dict())
+    state = {k: v for k, v in state.items() if k in expected and k not in tied}
+    missing = sorted(expected - set(state) - set(tied))
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(model.state_dict()[key].shape):
+            raise UserError(
+                f"weight {key} has shape {tuple(tensor.shape)} but the config asks for "
+                f"{tuple(model.state_dict()[key].shape)}", Path(directory) / WEIGHTS_NAME,
+            )
+    model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    if missing:
+        logger.warning("%s: newly initialised weights (not in %s): %s", cls.__name__, directory, ", ".join(missing))
+    return model
