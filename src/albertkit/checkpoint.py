@@ -119,3 +119,37 @@ def load_model_folder(cls: type, directory: str | Path, **config_overrides: Any)
     if missing:
         logger.warning("%s: newly initialised weights (not in %s): %s", cls.__name__, directory, ", ".join(missing))
     return model
+
+
+ALBERTKIT_INFO = "albertkit.json"
+
+
+def write_model_folder(model: torch.nn.Module, directory: str | Path, tokenizer: Any, info: dict[str, Any]) -> None:
+    """A complete model folder: HF weights and config, the tokenizer, and `albertkit.json` (head, labels, summary)."""
+    import json
+
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    write_text_atomic(directory / ALBERTKIT_INFO, json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_model_info(directory: str | Path) -> dict[str, Any]:
+    """`albertkit.json` of a model folder ({} for a folder made by other tools)."""
+    import json
+
+    path = Path(directory) / ALBERTKIT_INFO
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def load_any_model(directory: str | Path, default: str = "AlbertModel") -> torch.nn.Module:
+    """The model class named in config.json's `architectures` (or `default`), loaded from the folder."""
+    from albertkit.config import AlbertConfig
+    from albertkit.model import HEADS
+
+    architectures = AlbertConfig.from_pretrained(directory).architectures or [default]
+    cls = HEADS.get(architectures[0])
+    if cls is None:
+        raise UserError(f"unsupported architecture {architectures[0]!r}; albertkit knows {', '.join(HEADS)}",
+                        Path(directory) / "config.json")
+    return cls.from_pretrained(directory)

@@ -1,0 +1,136 @@
+"""Training checkpoints: model, optimizer, scheduler, RNG and data position, written atomically and verified.
+
+Layout: RUN_DIR/checkpoints/step-00000100/{model.safetensors, config.json, trainer_state.pt, manifest.json}.
+A checkpoint exists only once its folder has been renamed into place, after every file was fsynced;
+`manifest.json` holds each file's size and sha256, so a truncated or corrupted one is detected on resume.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albertkit.checkpoint import model_state_for_saving, write_text_atomic
+from albertkit.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer_state.pt"
+PREFIX = "step-"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    checkpoints_dir: Path, step: int, model: torch.nn.Module, trainer_state: dict[str, Any], keep_last: int
+) -> Path:
+    """Write checkpoint `step` atomically, then delete all but the newest `keep_last`."""
+    from safetensors.torch import save_file
+
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoints_dir / f"{PREFIX}{step:08d}"
+    tmp = checkpoints_dir / f".tmp-{PREFIX}{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        model.config.save_pretrained(tmp)
+        torch.save(trainer_state, tmp / TRAINER_STATE)
+        files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+        write_text_atomic(tmp / MANIFEST, json.dumps({"step": step, "files": files}, indent=2))
+        for p in tmp.iterdir():
+            with open(p, "rb") as handle:
+                os.fsync(handle.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(checkpoints_dir)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(checkpoints_dir, verify=False)
+        kept = f"; the previous checkpoint is intact at {previous.path}" if previous else ""
+        reason = "disk full" if err.errno == errno.ENOSPC else err.strerror or str(err)
+        raise UserError(f"cannot write checkpoint step {step} ({reason}){kept}", checkpoints_dir) from err
+    for old in list_checkpoints(checkpoints_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old.path, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[Checkpoint]:
+    """Completed checkpoints, oldest first (half-written `.tmp-` folders are never listed)."""
+    if not checkpoints_dir.is_dir():
+        return []
+    found = []
+    for path in checkpoints_dir.glob(f"{PREFIX}*"):
+        try:
+            found.append(Checkpoint(path, int(path.name[len(PREFIX):])))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda c: c.step)
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None when every file matches the manifest's size and sha256, else what is wrong."""
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "missing or unreadable manifest.json"
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["size"]:
+            return f"{name} is truncated ({file.stat().st_size} bytes, expected {expected['size']})"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} is corrupted (sha256 mismatch)"
+    return None
+
+
+def latest_checkpoint(checkpoints_dir: Path, verify: bool = True) -> Checkpoint | None:
+    """The newest checkpoint that passes verification; each bad one is reported and skipped."""
+    for checkpoint in reversed(list_checkpoints(checkpoints_dir)):
+        problem = verify_checkpoint(checkpoint.path) if verify else None
+        if problem is None:
+            return checkpoint
+        logger.warning("skipping checkpoint %s: %s; falling back to an older one", checkpoint.path, problem)
+    return None
+
+
+def load_trainer_state(checkpoint: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model weights, trainer state); both read without unpickling code."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(checkpoint.path / "model.safetensors"))
+    state = torch.load(checkpoint.path / TRAINER_STATE, map_location="cpu", weights_only=True)
+    return weights, state

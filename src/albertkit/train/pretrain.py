@@ -1,0 +1,182 @@
+"""Pretraining wiring: MLM + sentence-order prediction on prepared token shards, through the one loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albertkit.checkpoint import write_model_folder
+from albertkit.config import AlbertConfig
+from albertkit.errors import UserError
+from albertkit.model import IGNORE_INDEX, AlbertForPreTraining
+from albertkit.run_config import (
+    dataclass_from,
+    field_names,
+    load_yaml_config,
+    merge_config,
+    save_effective_config,
+)
+from albertkit.train.loop import TrainConfig, TrainResult, train
+
+
+@dataclass
+class PretrainOptions:
+    """What to pretrain on and how to build examples; the loop's settings are in `TrainConfig`."""
+
+    preset: str | None = None
+    max_seq_length: int | None = None  # None: the length the data was prepared for
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int | None = None
+    max_ngram: int = 3
+    short_seq_prob: float = 0.1
+    eval_batches: int = 20
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)  # AlbertConfig overrides
+
+
+# Pretraining defaults differ from fine-tuning: LAMB, a larger batch and learning rate (the paper's recipe, scaled).
+PRETRAIN_DEFAULTS: dict[str, Any] = dict(
+    optimizer="lamb", learning_rate=1e-3, batch_size=64, warmup_ratio=0.02, weight_decay=0.01,
+    max_steps=1000, eval_every=200, save_every_minutes=10.0,
+)
+
+
+class PretrainingTask:
+    """MLM + SOP over `PretrainingData`; evaluation on the held-out slice with fixed masks."""
+
+    metric_name = None
+    greater_is_better = True
+
+    def __init__(self, data_dir: Path, options: PretrainOptions, tokenizer: Any, seed: int):
+        from albertkit.data.pretrain import PretrainingData
+
+        kwargs = dict(
+            max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob,
+            masked_lm_prob=options.masked_lm_prob, max_predictions_per_seq=options.max_predictions_per_seq,
+            max_ngram=options.max_ngram, seed=seed,
+        )
+        self.train_data = PretrainingData(data_dir, "train", **kwargs)
+        self.valid_data = PretrainingData(data_dir, "valid", **kwargs)
+        self.options = options
+        self.tokenizer = tokenizer
+        self._steps: int | None = None
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        if self._steps is None:
+            self._steps = self.train_data.num_batches(batch_size, 0)
+        return self._steps
+
+    def micro_batches(self, batch_size, epoch, step, rank, world_size, micro_batch_size):
+        # Epochs differ a little in example count (random target lengths): wrap around within an epoch.
+        index = step % max(1, self.train_data.num_batches(batch_size, epoch))
+        batch = self.train_data.batch(batch_size, epoch, index, rank=rank, world_size=world_size)
+        return split_micro_batches(batch, micro_batch_size)
+
+    def count_items(self, batch):
+        return int((batch["labels"] != IGNORE_INDEX).sum())
+
+    def loss(self, model, batch, num_items):
+        return model(**batch, num_items_in_batch=num_items)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Held-out MLM loss, accuracy and perplexity, and SOP accuracy, over fixed masks (epoch 0)."""
+        device = next(model.parameters()).device
+        batch_size = 32
+        n_batches = min(self.options.eval_batches, self.valid_data.num_batches(batch_size, 0))
+        if n_batches == 0:
+            return {}
+        mlm_loss_sum, mlm_correct, mlm_count, sop_correct, sop_count = 0.0, 0, 0, 0, 0
+        for index in range(n_batches):
+            batch = {k: v.to(device) for k, v in self.valid_data.batch(batch_size, 0, index).items()}
+            out = model(**batch, num_items_in_batch=1)
+            masked = batch["labels"][batch["labels"] != IGNORE_INDEX]
+            mlm_loss_sum += float(out.mlm_loss)
+            mlm_correct += int((out.prediction_logits.argmax(-1) == masked).sum())
+            mlm_count += masked.numel()
+            sop_correct += int((out.sop_logits.argmax(-1) == batch["sentence_order_label"]).sum())
+            sop_count += batch["sentence_order_label"].numel()
+        mlm_loss = mlm_loss_sum / max(mlm_count, 1)
+        return {
+            "mlm_loss": mlm_loss,
+            "mlm_accuracy": mlm_correct / max(mlm_count, 1),
+            "perplexity": math.exp(min(mlm_loss, 50.0)),
+            "sop_accuracy": sop_correct / max(sop_count, 1),
+        }
+
+    def save_model(self, model, directory, summary):
+        write_model_folder(model, directory, self.tokenizer, {"task": "pretraining", "summary": summary})
+
+
+def split_micro_batches(batch: dict[str, torch.Tensor], micro_batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Rows of `batch` in groups of `micro_batch_size`, each trimmed to its own longest row."""
+    rows = next(iter(batch.values())).shape[0]
+    micro = []
+    for start in range(0, rows, micro_batch_size):
+        part = {k: v[start : start + micro_batch_size] for k, v in batch.items()}
+        if "attention_mask" in part:
+            longest = int(part["attention_mask"].sum(1).max())
+            part = {k: v[:, :longest] if v.dim() == 2 else v for k, v in part.items()}
+        micro.append(part)
+    return micro
+
+
+def build_pretraining_model(
+    model_dir: str | Path | None, preset: str | None, tokenizer: Any, overrides: dict[str, Any]
+) -> AlbertForPreTraining:
+    """Continue from a model folder, or a fresh model of a preset sized to the tokenizer's vocabulary."""
+    if model_dir is not None:
+        model = AlbertForPreTraining.from_pretrained(model_dir)
+    elif preset is not None:
+        config = AlbertConfig.from_preset(preset, **{"vocab_size": tokenizer.vocab_size, **overrides})
+        model = AlbertForPreTraining(config)
+    else:
+        raise UserError("give --model DIR to continue pretraining, or --preset NAME with --tokenizer DIR")
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise UserError(
+            f"the tokenizer has {tokenizer.vocab_size} pieces but the model's vocabulary is {model.config.vocab_size}:"
+            " use the tokenizer the model was trained with"
+        )
+    return model
+
+
+def run_pretraining(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    model_dir: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    config_path: str | Path | None = None,
+    resume: bool = False,
+    **flags: Any,
+) -> TrainResult:
+    """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP."""
+    from albertkit.tokenizer import AlbertTokenizer
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():
+        raise UserError("not a prepared data folder (run `albertkit pretrain prepare` first)", data_dir)
+    values = merge_config(
+        {**PRETRAIN_DEFAULTS, **load_yaml_config(config_path)},
+        flags, field_names(TrainConfig, PretrainOptions), config_path,
+    )
+    train_config = dataclass_from(TrainConfig, values)
+    options = dataclass_from(PretrainOptions, values)
+    tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
+    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    model = build_pretraining_model(model_dir, options.preset if model_dir is None else None, tokenizer, options.model)
+    if options.max_seq_length and options.max_seq_length > model.config.max_position_embeddings:
+        raise UserError(
+            f"max_seq_length {options.max_seq_length} is above the model's max_position_embeddings"
+            f" {model.config.max_position_embeddings}"
+        )
+    task = PretrainingTask(data_dir, options, tokenizer, train_config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_effective_config(out_dir, {**values, "data": str(data_dir), "model_dir": str(model_dir) if model_dir else None,
+                                    "tokenizer": str(tokenizer_dir)})
+    info = {"task": "pretraining", "data": str(data_dir), "parameters": model.num_parameters(),
+            "model_config": model.config.to_dict()}
+    return train(model, task, train_config, out_dir, resume=resume, run_info=info)
