@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from albertkit.config import AlbertConfig
 from albertkit.errors import UserError
+from albertkit.model import AlbertForPreTraining
 from albertkit.train.optim import Lamb, build_optimizer, build_schedule, parameter_groups
 
 
@@ -146,16 +148,10 @@ def test_state_dict_round_trip_continues_bitwise_identically():
 
 
 def tiny_albert() -> nn.Module:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.AlbertConfig(
-        vocab_size=50,
-        embedding_size=8,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
+    config = AlbertConfig.from_preset(
+        "tiny", vocab_size=50, embedding_size=8, hidden_size=16, num_attention_heads=2, intermediate_size=32
     )
-    return transformers.AlbertForPreTraining(config)
+    return AlbertForPreTraining(config)
 
 
 def test_parameter_groups_on_albert_follow_google_exclusions():
