@@ -32,13 +32,47 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="create or inspect a model folder").add_subparsers(dest="action", required=True)
+    p = model.add_parser("init", help="write a freshly initialised model of a preset, with its tokenizer")
+    p.add_argument("--preset", default="tiny", help="tiny, small, base, large, xlarge or xxlarge")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder (from `albertkit tokenizer train`)")
+    p.add_argument("--out", required=True, help="folder to write the model into")
+    p.add_argument("--head", default="AlbertForPreTraining", help="model class, e.g. AlbertForSequenceClassification")
+    p.add_argument("--seed", type=int, default=0)
+
+    def run_init(args: argparse.Namespace) -> None:
+        from albertkit.model import HEADS
+        from albertkit.model_folder import describe_model_folder, format_model_description, init_model_folder
+
+        if args.head not in HEADS:
+            raise UserError(f"unknown head {args.head!r}; choose one of {', '.join(HEADS)}")
+        init_model_folder(args.preset, args.tokenizer, args.out, head=args.head, seed=args.seed)
+        print(format_model_description(describe_model_folder(args.out)))
+
+    p.set_defaults(func=run_init)
+    p = model.add_parser("info", help="config and parameter counts by component of a model folder")
+    p.add_argument("model_dir", help="an HF-format ALBERT folder")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def run_info(args: argparse.Namespace) -> None:
+        import json
+
+        from albertkit.model_folder import describe_model_folder, format_model_description
+
+        description = describe_model_folder(args.model_dir)
+        print(json.dumps(description, indent=2, ensure_ascii=False) if args.json else format_model_description(description))
+
+    p.set_defaults(func=run_info)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer,):
+    for add in (_add_tokenizer, _add_model):
         add(sub)
     return parser
 

@@ -1,0 +1,68 @@
+"""Create and describe model folders: `albertkit model init` and `albertkit model info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albertkit.checkpoint import load_any_model, read_model_info, write_model_folder
+from albertkit.config import AlbertConfig
+from albertkit.model import HEADS, AlbertPreTrainedModel
+
+
+def init_model_folder(
+    preset: str, tokenizer_dir: str | Path, out_dir: str | Path, head: str = "AlbertForPreTraining",
+    seed: int = 0, **overrides: Any,
+) -> AlbertPreTrainedModel:
+    """A freshly initialised model of `preset`, sized to the tokenizer, saved with it as an HF folder."""
+    from albertkit.tokenizer import AlbertTokenizer
+
+    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    config = AlbertConfig.from_preset(preset, **{"vocab_size": tokenizer.vocab_size, **overrides})
+    torch.manual_seed(seed)
+    model = HEADS[head](config)
+    write_model_folder(model, out_dir, tokenizer, {"task": "init", "preset": preset, "seed": seed})
+    return model
+
+
+def parameter_breakdown(model: torch.nn.Module) -> dict[str, int]:
+    """Distinct parameters by component: embeddings, shared encoder, pooler, heads (tied weights counted once)."""
+    counts: dict[str, int] = {"embeddings": 0, "encoder": 0, "pooler": 0, "heads": 0}
+    for name, param in model.named_parameters():  # named_parameters yields each shared tensor once
+        parts = name.split(".")
+        if parts[0] == "albert":
+            parts = parts[1:]
+        component = parts[0] if parts[0] in ("embeddings", "encoder", "pooler") else "heads"
+        counts[component] += param.numel()
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def describe_model_folder(directory: str | Path) -> dict[str, Any]:
+    """Config, head, parameter counts by component and albertkit's notes about a model folder."""
+    model = load_any_model(directory)
+    return {
+        "folder": str(directory),
+        "architecture": type(model).__name__,
+        "config": model.config.to_dict(),
+        "parameters": parameter_breakdown(model),
+        "albertkit": read_model_info(directory),
+    }
+
+
+def format_model_description(description: dict[str, Any]) -> str:
+    config = description["config"]
+    shape = ", ".join(
+        f"{k}={config[k]}" for k in (
+            "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
+            "inner_group_num", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+        )
+    )
+    lines = [f"{description['folder']}: {description['architecture']}", f"  {shape}", "  parameters:"]
+    lines += [f"    {name:<11}{count:>14,}" for name, count in description["parameters"].items()]
+    labels = config.get("id2label")
+    if labels:
+        lines.append(f"  labels: {', '.join(labels.values())}")
+    return "\n".join(lines)
