@@ -330,7 +330,7 @@ def train(
             elapsed = time.monotonic() - window_start
             rate = window_tokens * world / max(elapsed, 1e-9)
             total_tokens += window_tokens * world
-            mean_loss = float(window_loss) / max(window_steps, 1)
+            mean_loss = float(window_loss) / window_steps if window_steps else math.nan
             if dist_info.is_main:
                 log.write("train", step, loss=mean_loss, lr=scheduler.get_last_lr()[0], tokens_per_second=rate,
                           grad_norm=float(grad_norm), epoch=step / steps_per_epoch)
