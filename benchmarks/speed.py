@@ -1,0 +1,229 @@
+"""albertkit against transformers, side by side on the same machine, inputs and configs.
+
+Each (row, implementation) runs in its own subprocess so peak memory (RSS on CPU,
+max_memory_allocated on CUDA) belongs to that measurement alone. Prints a table and writes JSON.
+
+    python benchmarks/speed.py                       # every CPU row
+    python benchmarks/speed.py --rows pretrain-tiny  # one row
+    python benchmarks/speed.py --device cuda --rows pretrain-base-512
+
+Rows:
+  pretrain-tiny       tiny preset, vocab 8000, batch 16 x 128, forward + backward + AdamW
+  pretrain-base       base preset, vocab 30000, batch 16 x 128
+  pretrain-base-512   base preset, seq 512, bf16 (CUDA)
+  finetune-sst2       classification on SST-2 train sentences (real lengths), batch 32;
+                      transformers pads to the longest of a random batch, albertkit buckets by length
+  inference-sst2      AlbertModel over SST-2 test in file order, batch 32; real (non-pad) tokens/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+ROWS = ["pretrain-tiny", "pretrain-base", "finetune-sst2", "inference-sst2"]
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    reps, start = (10 if device.type == "cpu" else 50), time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def useful_flops(config, lengths: np.ndarray, masked: int, training: bool, heads: str) -> float:
+    """FLOPs of the work that matters: real tokens only, MLM vocabulary projection at masked tokens only."""
+    h, e, i, n_layers = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
+    tokens = float(lengths.sum())
+    per_token = 2 * (e * h + n_layers * (4 * h * h + 2 * h * i))
+    attention = float((lengths.astype(np.float64) ** 2).sum()) * n_layers * 4 * h
+    total = tokens * per_token + attention + len(lengths) * 2 * (h * h + 2 * h)
+    if heads == "pretraining":
+        total += masked * 2 * (h * e + e * config.vocab_size)
+    return total * (3 if training else 1)
+
+
+def sst2_lengths(split: str, limit: int | None = None) -> np.ndarray:
+    """Token counts of SST-2 sentences ([CLS] + pieces + [SEP]) under a tokenizer trained on wiki text."""
+    from albertkit.tokenizer import AlbertTokenizer, train_tokenizer
+
+    tok_dir = ROOT / "benchmarks" / "out" / "tokenizer-wiki-8k"
+    if not (tok_dir / "spiece.model").is_file():
+        train_tokenizer([SHARED / "en" / "wiki" / "wiki.valid.tokens"], tok_dir, vocab_size=8000, lang="en")
+    tokenizer = AlbertTokenizer.from_pretrained(tok_dir)
+    lines = (SHARED / "en" / "sst2" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    sentences = [line.split("\t")[0] for line in lines][:limit]
+    return np.array([len(ids) + 2 for ids in tokenizer.encode_batch(sentences)])
+
+
+def make_models(impl: str, preset: str, vocab: int, head: str, device: torch.device, max_pos: int = 512):
+    from albertkit.config import AlbertConfig
+
+    config = AlbertConfig.from_preset(preset, vocab_size=vocab, max_position_embeddings=max_pos)
+    torch.manual_seed(0)
+    if impl == "transformers":
+        import transformers
+
+        model = getattr(transformers, head)(transformers.AlbertConfig(**config.to_dict(), attn_implementation="sdpa"))
+    else:
+        import albertkit.model as ak
+
+        model = getattr(ak, head)(config)
+    return config, model.to(device)
+
+
+def padded(lengths: np.ndarray, vocab: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    longest = int(lengths.max())
+    ids = torch.randint(5, vocab, (len(lengths), longest), generator=gen)
+    mask = (torch.arange(longest)[None, :] < torch.as_tensor(lengths)[:, None]).long()
+    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    dtype = torch.bfloat16 if row.endswith("512") else None
+    if row.startswith("pretrain"):
+        preset, vocab, batch, seq = ("tiny", 8000, 16, 128) if row == "pretrain-tiny" else ("base", 30000, 16, 128)
+        if row == "pretrain-base-512":
+            batch, seq = 32, 512
+        config, model = make_models(impl, preset, vocab, "AlbertForPreTraining", device)
+        lengths = np.full(batch, seq)
+        inputs = padded(lengths, vocab, gen)
+        inputs["token_type_ids"][:, seq // 2 :] = 1
+        labels = torch.full_like(inputs["input_ids"], -100)
+        chosen = torch.rand(labels.shape, generator=gen) < 0.15
+        labels[chosen] = inputs["input_ids"][chosen]
+        inputs.update(labels=labels, sentence_order_label=torch.randint(0, 2, (batch,), generator=gen))
+        batches = [inputs]
+        flops_per_batch = [useful_flops(config, lengths, int(chosen.sum()), True, "pretraining")]
+        training = True
+    else:
+        split = "train" if row == "finetune-sst2" else "test"
+        all_lengths = sst2_lengths(split, limit=3200 if split == "train" else None)
+        training = row == "finetune-sst2"
+        head = "AlbertForSequenceClassification" if training else "AlbertModel"
+        config, model = make_models(impl, "tiny", 8000, head, device)
+        batch_size = 32
+        if training and impl == "albertkit":
+            from albertkit.data.batching import length_bucketed_batches
+
+            groups = length_bucketed_batches(all_lengths, batch_size, shuffle=True, seed=0, epoch=0)
+        elif training:
+            order = np.random.default_rng(0).permutation(len(all_lengths))
+            groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        elif impl == "albertkit":
+            order = np.argsort(all_lengths, kind="stable")
+            groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        else:
+            groups = [np.arange(i, min(i + batch_size, len(all_lengths))) for i in range(0, len(all_lengths), batch_size)]
+        batches, flops_per_batch = [], []
+        for group in groups:
+            inputs = padded(all_lengths[group], 8000, gen)
+            if training:
+                inputs["labels"] = torch.randint(0, 2, (len(group),), generator=gen)
+            batches.append(inputs)
+            flops_per_batch.append(useful_flops(config, all_lengths[group], 0, training, "classification"))
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    real_tokens = [int(b["attention_mask"].sum()) for b in batches]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, foreach=True) if training else None
+    model.train(training)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else torch.autocast(device.type, enabled=False)
+
+    def step(b):
+        with autocast:
+            out = model(**b)
+        if training:
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    warmup = 2 if row.startswith("pretrain") else min(5, len(batches))
+    with torch.inference_mode(not training):
+        for b in batches[:warmup]:
+            step(b)
+        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        order = list(range(len(batches))) * (steps if row.startswith("pretrain") else 1)
+        if row.startswith("pretrain"):
+            order = [0] * steps
+        start = time.perf_counter()
+        for index in order:
+            step(batches[index])
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    tokens = sum(real_tokens[i] for i in order)
+    flops = sum(flops_per_batch[i] for i in order)
+    memory = (
+        torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {"row": row, "impl": impl, "tokens_per_second": tokens / seconds, "useful_gflops": flops / seconds / 1e9,
+            "peak_memory_mib": memory, "seconds": seconds, "steps": len(order)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS + ["pretrain-base-512"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps for pretraining rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: all cores)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "speed.json"))
+    parser.add_argument("--worker", nargs=2, metavar=("ROW", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.worker:
+        print(json.dumps(run_row(args.worker[0], args.worker[1], device, args.steps)))
+        return
+    peak = matmul_peak_gflops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    results = []
+    print(f"device {device}, threads {torch.get_num_threads()}, matmul peak {peak:.1f} GFLOP/s")
+    print(f"{'row':<18}{'impl':<14}{'tokens/s':>11}{'GFLOP/s':>10}{'MFU':>7}{'peak MiB':>10}{'ratio':>8}")
+    for row in args.rows:
+        pair = {}
+        for impl in ("transformers", "albertkit"):
+            command = [sys.executable, __file__, "--worker", row, impl, "--device", args.device, "--steps", str(args.steps)]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{row} / {impl} failed:\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["mfu"] = result["useful_gflops"] / peak
+            pair[impl] = result
+            results.append(result)
+        ratio = pair["albertkit"]["tokens_per_second"] / pair["transformers"]["tokens_per_second"]
+        pair["albertkit"]["ratio"] = ratio
+        for impl, r in pair.items():
+            shown = f"{ratio:>7.2f}x" if impl == "albertkit" else ""
+            print(f"{row:<18}{impl:<14}{r['tokens_per_second']:>11,.0f}{r['useful_gflops']:>10.1f}"
+                  f"{r['mfu']:>7.0%}{r['peak_memory_mib']:>10,.0f}{shown}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"device": str(device), "matmul_peak_gflops": peak, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
