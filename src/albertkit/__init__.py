@@ -1,8 +1,40 @@
 """albertkit: pretrain, fine-tune, evaluate and serve ALBERT models."""
 
+from importlib import import_module
+from typing import Any
+
 from albertkit.config import AlbertConfig
 from albertkit.errors import UserError
+from albertkit.model import (
+    AlbertForMaskedLM,
+    AlbertForPreTraining,
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+    AlbertModel,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["AlbertConfig", "UserError", "__version__"]
+# Imported on first use: they pull in sentencepiece, tqdm and friends.
+_LAZY = {"AlbertTokenizer": "albertkit.tokenizer", "Encoder": "albertkit.embed"}
+
+__all__ = [
+    "AlbertConfig",
+    "AlbertForMaskedLM",
+    "AlbertForPreTraining",
+    "AlbertForQuestionAnswering",
+    "AlbertForSequenceClassification",
+    "AlbertForTokenClassification",
+    "AlbertModel",
+    "AlbertTokenizer",
+    "Encoder",
+    "UserError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'albertkit' has no attribute {name!r}")
