@@ -1,0 +1,360 @@
+"""ALBERT's SentencePiece tokenizer: train one, load one, encode single texts and pairs the way transformers does.
+
+Encoding matches `transformers.AlbertTokenizer` (5.x, backed by `tokenizers`) id for id. Its pipeline is:
+the five special tokens are split out of the raw text first; each remaining segment is normalized
+(``/'' -> ", NFKD and removal of combining marks unless keep_accents, lowercasing if do_lower_case, then the
+normalizer compiled into spiece.model, here nmt_nfkc); words are split on whitespace, each gets a leading "▁",
+and the unigram model segments it. `AlbertTokenizer.normalize` does the Python part; sentencepiece, fed whole
+lists in C++, does the rest (its whitespace handling gives the same words, because trained pieces never cross a
+"▁"). Characters newer than the Unicode tables inside `tokenizers` may normalize differently.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+from tqdm import tqdm
+
+from albertkit.checkpoint import write_atomic, write_text_atomic
+from albertkit.data.textfiles import iter_text_lines, resolve_text_files
+from albertkit.errors import UserError
+
+SPIECE_NAME = "spiece.model"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
+PAD, UNK, CLS, SEP, MASK = "<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+
+# Unicode White_Space minus U+000B, which sentencepiece's normalizer deletes instead (as transformers does).
+_WHITESPACE = re.compile("[\t\n\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+_SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
+# The CJK ideograph blocks of BERT's `_is_chinese_char`: each such character starts a word for whole-word masking.
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+_CJK_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
+_LETTER = re.compile(r"[^\W\d_]")
+# sentencepiece skips sentences over max_sentence_length bytes; longer lines are cut into pieces this long.
+_MAX_TRAIN_CHARS = 4096
+_LANG_SAMPLE_LINES = 10_000
+
+
+class AlbertTokenizer:
+    """A SentencePiece unigram tokenizer with ALBERT's special tokens and transformers' preprocessing."""
+
+    def __init__(self, model_proto: bytes, *, do_lower_case: bool = True, keep_accents: bool = False,
+                 model_max_length: int = 512):
+        self.sp_model = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._model_proto = model_proto
+        self.do_lower_case = do_lower_case
+        self.keep_accents = keep_accents
+        self.model_max_length = model_max_length
+        self.vocab_size = self.sp_model.get_piece_size()
+        self._pieces = np.array([self.sp_model.id_to_piece(i) for i in range(self.vocab_size)], dtype=object)
+        self._special_id = {token: self._piece_id(token) for token in SPECIAL_TOKENS}
+        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = (
+            self._special_id[token] for token in SPECIAL_TOKENS
+        )
+        self.all_special_ids = sorted(self._special_id.values())
+        self._is_special = np.zeros(self.vocab_size, dtype=bool)
+        self._is_special[self.all_special_ids] = True
+        self.word_start_mask = self._is_special | np.array(
+            [piece.startswith("▁") or bool(_CJK_CHAR.match(piece)) for piece in self._pieces], dtype=bool
+        )
+
+    def _piece_id(self, token: str) -> int:
+        piece_id = self.sp_model.piece_to_id(token)
+        if self.sp_model.id_to_piece(piece_id) != token:
+            raise UserError(f"the SentencePiece model has no {token} piece, which ALBERT needs")
+        return piece_id
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> AlbertTokenizer:
+        """Load `spiece.model` and (if present) `tokenizer_config.json` from a folder."""
+        directory = Path(directory)
+        model_path = directory / SPIECE_NAME
+        if not model_path.is_file():
+            raise UserError(f"no {SPIECE_NAME} in this folder; train one with `albertkit tokenizer train`", directory)
+        config_path = directory / TOKENIZER_CONFIG_NAME
+        config: dict[str, Any] = {}
+        if config_path.is_file():
+            try:
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise UserError(f"invalid JSON ({err.msg})", config_path, err.lineno) from None
+        return cls(
+            model_path.read_bytes(),
+            do_lower_case=bool(config.get("do_lower_case", True)),
+            keep_accents=bool(config.get("keep_accents", False)),
+            model_max_length=int(config.get("model_max_length", 512)),
+        )
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write `spiece.model`, `tokenizer_config.json` and `special_tokens_map.json` (transformers loads them)."""
+        directory = Path(directory)
+        write_atomic(directory / SPIECE_NAME, lambda tmp: tmp.write_bytes(self._model_proto))
+        special = {"bos_token": CLS, "eos_token": SEP, "unk_token": UNK, "sep_token": SEP,
+                   "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+        config = {
+            "tokenizer_class": "AlbertTokenizer",
+            "do_lower_case": self.do_lower_case,
+            "keep_accents": self.keep_accents,
+            "remove_space": True,
+            "model_max_length": self.model_max_length,
+            **special,
+        }
+        write_text_atomic(directory / TOKENIZER_CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        write_text_atomic(directory / SPECIAL_TOKENS_MAP_NAME, json.dumps(special, indent=2) + "\n")
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def normalize(self, text: str) -> str:
+        """transformers' ALBERT preprocessing: ``/'' to ", accents stripped, lowercased, whitespace collapsed."""
+        return normalize_text(text, do_lower_case=self.do_lower_case, keep_accents=self.keep_accents)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
+        return self._encode(texts, out_type=int)
+
+    def encode(self, text: str) -> list[int]:
+        """Piece ids of one text, without [CLS]/[SEP]."""
+        return self._encode([text], out_type=int)[0]
+
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of one text (an unknown character shows as itself, as in transformers)."""
+        return self._encode([text], out_type=str)[0]
+
+    def _encode(self, texts: list[str], out_type: type) -> list[list]:
+        # Special-token strings are cut out before normalizing; the remaining segments go to C++ in one list.
+        split = [_SPECIAL_SPLIT.split(text) for text in texts]
+        segments = [self.normalize(part) for parts in split for part in parts[::2]]
+        encoded = iter(self.sp_model.encode(segments, out_type=out_type))
+        special = self._special_id if out_type is int else {token: token for token in SPECIAL_TOKENS}
+        results = []
+        for parts in split:
+            pieces = list(next(encoded))
+            for token in parts[1::2]:
+                pieces.append(special[token])
+                pieces.extend(next(encoded))
+            results.append(pieces)
+        return results
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        """Piece strings of ids."""
+        return self._pieces[np.asarray(ids, dtype=np.int64)].tolist()
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Ids of piece strings; a string that is not a piece gives the <unk> id."""
+        return [int(i) for i in self.sp_model.piece_to_id(list(tokens))]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """Text of ids: "▁" becomes a space and the first one is dropped (transformers' Metaspace decoder)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if skip_special_tokens:
+            ids = ids[~self._is_special[ids]]
+        tokens = self._pieces[ids].tolist()
+        text = "".join(tokens).replace("▁", " ")
+        return text[1:] if tokens and tokens[0].startswith("▁") else text
+
+    def build_inputs(self, ids_a: list[int], ids_b: list[int] | None = None,
+                     max_length: int | None = None) -> dict[str, list[int]]:
+        """[CLS] a [SEP] (b [SEP]) with token_type_ids and attention_mask; longest-first truncation to max_length."""
+        if max_length is not None:
+            ids_a, ids_b = _truncate_longest_first(ids_a, ids_b, max_length - (2 if ids_b is None else 3))
+        input_ids = [self.cls_token_id, *ids_a, self.sep_token_id]
+        token_type_ids = [0] * len(input_ids)
+        if ids_b is not None:
+            input_ids += [*ids_b, self.sep_token_id]
+            token_type_ids += [1] * (len(ids_b) + 1)
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": [1] * len(input_ids)}
+
+    def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, *,
+                 truncation: bool | str = False, max_length: int | None = None,
+                 padding: bool | str = False, return_tensors: str | None = None) -> dict[str, Any]:
+        """Encode texts (and pairs) with special tokens, like transformers' tokenizer call.
+
+        truncation: True or "longest_first" cuts to max_length (default model_max_length); padding: True or
+        "longest" pads to the longest in the batch, "max_length" to max_length; return_tensors: None (lists),
+        "pt" or "np" (these add a batch dimension to a single text).
+        """
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        pairs = None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
+        if truncation not in (False, True, "longest_first", "do_not_truncate"):
+            raise ValueError(f"truncation must be True, False or 'longest_first', not {truncation!r}")
+        truncate = truncation in (True, "longest_first")
+        limit = max_length or self.model_max_length
+        ids_a = self.encode_batch(texts)
+        ids_b = self.encode_batch(pairs) if pairs is not None else [None] * len(texts)
+        rows = [self.build_inputs(a, b, limit if truncate else None) for a, b in zip(ids_a, ids_b, strict=True)]
+        batch = {key: [row[key] for row in rows] for key in ("input_ids", "token_type_ids", "attention_mask")}
+        if padding in (True, "longest"):
+            batch = self._pad(batch, max(len(ids) for ids in batch["input_ids"]))
+        elif padding == "max_length":
+            batch = self._pad(batch, limit)
+        elif padding not in (False, "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', not {padding!r}")
+        if return_tensors is not None:
+            return _to_tensors(batch, return_tensors)
+        return {key: value[0] for key, value in batch.items()} if single else batch
+
+    def _pad(self, batch: dict[str, list[list[int]]], length: int) -> dict[str, list[list[int]]]:
+        pad_values = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
+        return {key: [row + [pad_values[key]] * (length - len(row)) for row in rows] for key, rows in batch.items()}
+
+
+def _truncate_longest_first(ids_a: list[int], ids_b: list[int] | None,
+                            budget: int) -> tuple[list[int], list[int] | None]:
+    """Cut the pair to `budget` tokens as `tokenizers` does: the longer side first, then both halves."""
+    if budget < 0:
+        raise ValueError("max_length is too small to hold the special tokens")
+    if ids_b is None:
+        return ids_a[:budget], None
+    if len(ids_a) + len(ids_b) <= budget:
+        return ids_a, ids_b
+    short, long = sorted((len(ids_a), len(ids_b)))
+    keep_short, keep_long = (short, budget - short) if short <= budget // 2 else (budget // 2, budget - budget // 2)
+    keep_a, keep_b = (keep_long, keep_short) if len(ids_a) > len(ids_b) else (keep_short, keep_long)
+    return ids_a[:keep_a], ids_b[:keep_b]
+
+
+def _to_tensors(batch: dict[str, list[list[int]]], kind: str) -> dict[str, Any]:
+    if len({len(row) for row in batch["input_ids"]}) > 1:
+        raise ValueError("texts have different lengths: pass padding=True to return tensors")
+    arrays = {key: np.array(rows, dtype=np.int64) for key, rows in batch.items()}
+    if kind == "np":
+        return arrays
+    if kind == "pt":
+        import torch
+
+        return {key: torch.from_numpy(array) for key, array in arrays.items()}
+    raise ValueError(f"return_tensors must be None, 'pt' or 'np', not {kind!r}")
+
+
+def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool = False) -> str:
+    """The Python half of transformers' ALBERT normalizer (sentencepiece's own nmt_nfkc rules come after)."""
+    text = text.replace("``", '"').replace("''", '"')
+    if not keep_accents and not text.isascii():
+        text = unicodedata.normalize("NFKD", text).translate(_combining_marks())
+    if do_lower_case:
+        text = text.lower()
+    return _WHITESPACE.sub(" ", text).strip(" ")
+
+
+@cache
+def _combining_marks() -> dict[int, None]:
+    """A str.translate table deleting every combining mark (Mn, Mc, Me), as `tokenizers`' StripAccents does."""
+    return {code: None for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)).startswith("M")}
+
+
+def train_tokenizer(inputs: list[str | Path], out_dir: str | Path, *, vocab_size: int = 30000, lang: str = "auto",
+                    lowercase: bool | None = None, char_vocab: bool = False, max_sentences: int = 2_000_000,
+                    seed: int = 0) -> AlbertTokenizer:
+    """Train a SentencePiece unigram tokenizer with ALBERT's conventions and save it into `out_dir`.
+
+    Ids 0-4 are <pad>, <unk>, [CLS], [SEP], [MASK] (control pieces that never come out of text). Lines are
+    normalized as at encoding time, then streamed into sentencepiece, which keeps a random sample of
+    `max_sentences` of them. lang "en": character coverage 1.0; "zh": coverage 0.9995 and digits split one by one;
+    "auto" picks "zh" when CJK ideographs are at least 10% of the letters in the first 10,000 lines.
+    Lowercasing is on by default for both (Chinese has no case, so it only folds embedded Latin words, as
+    bert-base-chinese does); `lowercase=False` keeps case. `char_vocab=True` makes every piece one character
+    (unigram with max piece length 1, so unknown runs fuse into one <unk> exactly as in transformers), and
+    `vocab_size` becomes an upper bound: the vocabulary holds the characters the coverage keeps.
+    """
+    if vocab_size < 10:
+        raise UserError(f"--vocab-size must be at least 10 (got {vocab_size})")
+    if lang not in ("en", "zh", "auto"):
+        raise UserError(f"--lang must be en, zh or auto (got {lang!r})")
+    if max_sentences < 1:
+        raise UserError(f"--max-sentences must be at least 1 (got {max_sentences})")
+    files = resolve_text_files(inputs)
+    if lang == "auto":
+        lang = _detect_lang(files)
+    options = dict(do_lower_case=True if lowercase is None else lowercase, keep_accents=False)
+    counter = _LineCounter()
+    stream = counter.sentences(files, partial(normalize_text, **options))
+    model = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=stream, model_writer=model, minloglevel=1,  # warnings only, no per-step log
+            model_type="unigram", vocab_size=vocab_size, hard_vocab_limit=not char_vocab,
+            max_sentencepiece_length=1 if char_vocab else 16,
+            character_coverage=0.9995 if lang == "zh" else 1.0, split_digits=lang == "zh",
+            normalization_rule_name="nmt_nfkc", pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+            pad_piece=PAD, unk_piece=UNK, control_symbols=[CLS, SEP, MASK],
+            input_sentence_size=max_sentences, shuffle_input_sentence=True,
+            max_sentence_length=4 * _MAX_TRAIN_CHARS, num_threads=os.cpu_count() or 1,
+        )
+    except RuntimeError as err:
+        if counter.error is not None:
+            raise counter.error from None
+        raise _training_error(str(err), vocab_size, counter.lines) from None
+    tokenizer = AlbertTokenizer(model.getvalue(), **options)
+    tokenizer.save_pretrained(out_dir)
+    print(f"tokenizer: read {counter.lines:,} lines from {len(files)} file(s) (lang {lang}), "
+          f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}")
+    return tokenizer
+
+
+class _LineCounter:
+    """Feeds normalized non-blank lines to sentencepiece, counting them and keeping any error it raised."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.error: BaseException | None = None
+
+    def sentences(self, files: list[Path], normalize: Callable[[str], str]) -> Iterator[str]:
+        # sentencepiece turns an exception inside its iterator into a RuntimeError; keep the original to re-raise.
+        try:
+            for _, _, line in tqdm(iter_text_lines(files), desc="reading text", unit=" lines", mininterval=1.0):
+                text = normalize(line)
+                if text:
+                    self.lines += 1
+                    for start in range(0, len(text), _MAX_TRAIN_CHARS):
+                        yield text[start:start + _MAX_TRAIN_CHARS]
+        except BaseException as err:
+            self.error = err
+            raise
+
+
+def _training_error(message: str, vocab_size: int, lines: int) -> Exception:
+    """Turn sentencepiece's trainer errors into UserErrors that say what to change."""
+    if lines == 0:
+        return UserError("the input has no text (every line is blank): nothing to train on")
+    too_high = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", message)
+    if too_high:
+        return UserError(f"--vocab-size {vocab_size} is too large for this corpus, which supports at most "
+                         f"{too_high.group(2)} pieces: use a smaller --vocab-size or more text")
+    too_low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+    if too_low:
+        return UserError(f"--vocab-size {vocab_size} is smaller than the {too_low.group(2)} characters this corpus "
+                         "needs: use a larger --vocab-size")
+    return RuntimeError(message)
+
+
+def _detect_lang(files: list[Path]) -> str:
+    """ "zh" when CJK ideographs are at least 10% of the letters in the first lines, else "en"."""
+    cjk = letters = seen = 0
+    for _, _, line in iter_text_lines(files):
+        cjk += len(_CJK_CHAR.findall(line))
+        letters += len(_LETTER.findall(line))
+        seen += bool(line.strip())
+        if seen >= _LANG_SAMPLE_LINES:
+            break
+    return "zh" if cjk >= 0.1 * max(letters, 1) else "en"
