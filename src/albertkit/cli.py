@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from albertkit.errors import UserError
@@ -66,13 +67,88 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_info)
 
 
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="sentence embeddings of every line of a file")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--output", required=True, help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
+    p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+    p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.embed import embed_file
+
+        count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
+                           batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize)
+        print(f"embedded {count:,} texts into {args.output}")
+
+    p.set_defaults(func=run)
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    search = sub.add_parser("search", help="semantic search: build an index, query it").add_subparsers(
+        dest="action", required=True)
+    p = search.add_parser("build", help="embed the texts of a file into an index folder")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--index", required=True, help="index folder to write")
+    p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+
+    def run_build(args: argparse.Namespace) -> None:
+        from albertkit.search import build_index
+
+        count = build_index(args.model, args.input, args.index, text_column=args.text_column,
+                            batch_size=args.batch_size, pooling=args.pooling)
+        print(f"indexed {count:,} texts into {args.index}")
+
+    p.set_defaults(func=run_build)
+    p = search.add_parser("query", help="the k indexed texts nearest to each query (cosine)")
+    p.add_argument("--index", required=True, help="index folder (from `albertkit search build`)")
+    p.add_argument("texts", nargs="+", help="query texts")
+    p.add_argument("-k", type=int, default=5, help="results per query")
+    p.add_argument("--model", help="model folder (default: the one the index was built with; must be the same)")
+    p.add_argument("--json", action="store_true", help="print one JSON line per query")
+
+    def run_query(args: argparse.Namespace) -> None:
+        from albertkit.search import format_hits, query_index
+
+        print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model), args.json))
+
+    p.set_defaults(func=run_query)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="HTTP inference server with a demo page")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("ALBERTKIT_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1/ (default: $ALBERTKIT_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=64, help="texts per forward pass")
+    p.add_argument("--max-chars", type=int, default=10000, help="characters per text")
+    p.add_argument("--max-texts", type=int, default=256, help="texts per request")
+    p.add_argument("--index", help="search index folder (built with the same model) for /v1/search")
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.serve import serve
+
+        serve(args.model, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
+              max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index)
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_model):
+    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve):
         add(sub)
     return parser
 

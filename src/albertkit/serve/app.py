@@ -1,0 +1,252 @@
+"""The HTTP server: a FastAPI app over a model folder, with micro-batched inference and a demo page."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import albertkit
+from albertkit.errors import UserError
+from albertkit.serve.batcher import MicroBatcher
+from albertkit.serve.tasks import TaskModel
+
+logger = logging.getLogger(__name__)
+DEMO_PAGE = Path(__file__).parent / "static" / "index.html"
+MASK = "[MASK]"
+# JSON may spell one character in up to 12 bytes (an escaped surrogate pair); 64 KiB for the rest of the body.
+BYTES_PER_CHAR, BODY_OVERHEAD = 12, 65536
+
+
+class TextsRequest(BaseModel):
+    """Texts to run the model on; the response lists one result per text, in the same order."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[StrictStr] = Field(min_length=1, examples=[["a gripping, beautifully acted film"]])
+
+
+class FillMaskRequest(TextsRequest):
+    texts: list[StrictStr] = Field(min_length=1, examples=[["the film was [MASK] ."]])
+    top_k: int = Field(5, ge=1, le=100, description="candidates per [MASK]")
+
+
+class SearchRequest(TextsRequest):
+    k: int = Field(5, ge=1, le=1000, description="neighbours per text")
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before it is read whole (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        received, started = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body larger than {self.max_bytes} bytes"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    model_dir: str | Path,
+    api_key: str | None = None,
+    max_batch: int = 64,
+    max_chars: int = 10000,
+    max_texts: int = 256,
+    index_dir: str | Path | None = None,
+    max_wait_ms: float = 5.0,
+) -> FastAPI:
+    """The app serving `model_dir`: POST /v1/{classify,embed,fill-mask,ner,search}, GET /healthz, /v1/model, /.
+
+    Requests from concurrent clients are gathered into forward passes of up to `max_batch` texts (waiting at
+    most `max_wait_ms` for company). A request may hold `max_texts` texts of `max_chars` characters each.
+    With `api_key`, /v1/ endpoints want `Authorization: Bearer <api_key>`. `index_dir` (built with the same
+    model) enables /v1/search.
+    """
+    from albertkit.search import SearchIndex
+
+    for name, value in (("max_batch", max_batch), ("max_chars", max_chars), ("max_texts", max_texts)):
+        if value < 1:
+            raise UserError(f"{name} must be at least 1, got {value}")
+    index = None
+    if index_dir is not None:
+        index = SearchIndex(index_dir)
+        index.check_model(model_dir)
+    task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean")
+    # One model thread: forward passes run one after another, each using all of torch's intra-op threads.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="albertkit-model")
+    batchers = {task: MicroBatcher(fn, executor, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for batcher in batchers.values():
+            await batcher.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="albertkit", version=albertkit.__version__, lifespan=lifespan,
+        description=f"ALBERT inference for {Path(model_dir).name} ({type(task_model.model).__name__}).",
+    )
+    app.state.task_model = task_model
+    app.state.batchers = batchers
+    app.add_middleware(BodySizeLimit, max_bytes=max_texts * max_chars * BYTES_PER_CHAR + BODY_OVERHEAD)
+
+    async def require_api_key(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def check_limits(texts: list[str]) -> None:
+        if len(texts) > max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {max_texts}")
+        for i, text in enumerate(texts):
+            if len(text) > max_chars:
+                raise HTTPException(413, f"text {i} has {len(text)} characters; the limit is {max_chars}")
+
+    async def run(task: str, items: list[Any]) -> list[Any]:
+        batcher = batchers.get(task)
+        if batcher is None:
+            raise HTTPException(404, f"this model ({type(task_model.model).__name__}) does not support {task}; "
+                                     f"it supports: {', '.join(task_model.tasks)}")
+        return await batcher.submit(items)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, err: Exception) -> JSONResponse:
+        logger.exception("request failed", exc_info=err)
+        return JSONResponse({"detail": f"internal error: {type(err).__name__}"}, status_code=500)
+
+    authorized = [Depends(require_api_key)]
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: answers while the server runs; says whether /v1/ endpoints want an API key."""
+        return {"status": "ok", "auth_required": api_key is not None}
+
+    @app.get("/v1/model", tags=["service"], dependencies=authorized)
+    async def model_info() -> dict[str, Any]:
+        """The served model: head, tasks, labels, sizes, the search index and the request limits."""
+        return {
+            **task_model.describe(),
+            "index": None if index is None else {"count": len(index), "pooling": index.meta["pooling"]},
+            "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_batch": max_batch},
+        }
+
+    @app.post("/v1/classify", tags=["inference"], dependencies=authorized)
+    async def classify(body: TextsRequest) -> dict[str, Any]:
+        """Class probabilities per text (sequence-classification models)."""
+        check_limits(body.texts)
+        return {"results": await run("classify", body.texts)}
+
+    @app.post("/v1/embed", tags=["inference"], dependencies=authorized)
+    async def embed(body: TextsRequest) -> dict[str, Any]:
+        """Unit-length sentence embeddings (any model)."""
+        check_limits(body.texts)
+        vectors = await run("embed", body.texts)
+        return {"embeddings": [v.tolist() for v in vectors], "dimension": task_model.encoder.dimension}
+
+    @app.post("/v1/fill-mask", tags=["inference"], dependencies=authorized)
+    async def fill_mask(body: FillMaskRequest) -> dict[str, Any]:
+        """Candidates for every [MASK] of each text (masked-LM and pretraining models)."""
+        check_limits(body.texts)
+        if "fill-mask" in batchers:
+            missing = [i for i, text in enumerate(body.texts) if MASK not in text]
+            if missing:
+                raise HTTPException(422, f"text {missing[0]} has no {MASK} to fill")
+        return {"results": await run("fill-mask", [(text, body.top_k) for text in body.texts])}
+
+    @app.post("/v1/ner", tags=["inference"], dependencies=authorized)
+    async def ner(body: TextsRequest) -> dict[str, Any]:
+        """Tags per token and the entity spans (token-classification models)."""
+        check_limits(body.texts)
+        return {"results": await run("ner", body.texts)}
+
+    @app.post("/v1/search", tags=["inference"], dependencies=authorized)
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        """The k nearest indexed texts by cosine similarity (when the server was given an index)."""
+        check_limits(body.texts)
+        if index is None:
+            raise HTTPException(404, "no search index loaded: start the server with --index DIR")
+        queries = np.stack(await run("embed", body.texts))
+        hits = await asyncio.get_running_loop().run_in_executor(executor, index.hits, queries, body.k)
+        return {"results": [[vars(hit) for hit in text_hits] for text_hits in hits]}
+
+    @app.get("/", include_in_schema=False)
+    async def demo() -> HTMLResponse:
+        return HTMLResponse(DEMO_PAGE.read_text(encoding="utf-8"))
+
+    return app
+
+
+def serve(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    max_batch: int = 64,
+    max_chars: int = 10000,
+    max_texts: int = 256,
+    index_dir: str | Path | None = None,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(model_dir, api_key=api_key, max_batch=max_batch, max_chars=max_chars,
+                     max_texts=max_texts, index_dir=index_dir)
+    if not _is_loopback(host) and api_key is None:
+        logger.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

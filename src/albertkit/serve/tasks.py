@@ -1,0 +1,176 @@
+"""What a model folder can answer: classify, embed, fill-mask, NER, each as a batch function on texts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from albertkit.embed import Encoder, pad_batch
+from albertkit.model import (
+    AlbertForMaskedLM,
+    AlbertForPreTraining,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+)
+
+TASKS = ("classify", "embed", "fill-mask", "ner")
+# Entity tag prefixes that open and close a span (BIO, BIOES and BMES schemes).
+OPENING, CLOSING = ("B", "S"), ("E", "S")
+
+
+class TaskModel:
+    """One loaded model folder and the batch functions its head supports (`tasks`).
+
+    Every batch function takes a list of texts (fill-mask: (text, top_k) pairs) and returns one JSON-ready
+    result per item, in order. They run one padded forward pass on the unpadded path, under inference mode.
+    """
+
+    def __init__(self, model_dir: str | Path, pooling: str = "mean"):
+        from albertkit.checkpoint import read_model_info
+
+        self.encoder = Encoder(model_dir)
+        self.model = self.encoder.model
+        self.tokenizer = self.encoder.tokenizer
+        self.info = read_model_info(model_dir)
+        self.pooling = pooling
+        functions: dict[str, Callable[[list[Any]], list[Any]]] = {"embed": self.embed}
+        if isinstance(self.model, AlbertForSequenceClassification):
+            functions["classify"] = self.classify
+        if isinstance(self.model, AlbertForMaskedLM | AlbertForPreTraining):
+            functions["fill-mask"] = self.fill_mask
+        if isinstance(self.model, AlbertForTokenClassification):
+            functions["ner"] = self.ner
+        self.functions = functions
+
+    @property
+    def tasks(self) -> list[str]:
+        return [task for task in TASKS if task in self.functions]
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names of a classification or NER head, by id."""
+        config = self.model.config
+        id2label = config.id2label or {i: f"LABEL_{i}" for i in range(config.num_labels)}
+        return [id2label[i] for i in range(len(id2label))]
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "architecture": type(self.model).__name__, "tasks": self.tasks,
+            "labels": self.labels if {"classify", "ner"} & set(self.functions) else None,
+            "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
+            "vocab_size": config.vocab_size, "max_length": self.encoder.max_length, "pooling": self.pooling,
+            "task": self.info.get("task"),
+        }
+
+    def _batch(self, texts: list[str]) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
+        sequences = self.encoder.tokenize(texts)
+        input_ids, attention_mask = pad_batch(sequences, self.tokenizer.pad_token_id)
+        return sequences, input_ids, attention_mask
+
+    def embed(self, texts: list[str]) -> list[np.ndarray]:
+        """Unit-length embeddings (the encoder's pooling), one float32 row per text."""
+        return list(self.encoder.encode(texts, batch_size=max(1, len(texts)), pooling=self.pooling,
+                                        show_progress=False))
+
+    @torch.inference_mode()
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        """{"label", "score", "scores": {label: probability}} per text; regression heads give {"score"}."""
+        _, input_ids, attention_mask = self._batch(texts)
+        logits = self.model(input_ids, attention_mask=attention_mask).logits.float()
+        config = self.model.config
+        if config.problem_type == "regression" or config.num_labels == 1:
+            return [{"score": float(v)} for v in logits[:, 0]]
+        multi_label = config.problem_type == "multi_label_classification"
+        probabilities = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
+        labels = self.labels
+        return [
+            {"label": labels[int(row.argmax())], "score": float(row.max()),
+             "scores": {label: float(p) for label, p in zip(labels, row, strict=True)}}
+            for row in probabilities
+        ]
+
+    @torch.inference_mode()
+    def fill_mask(self, items: list[tuple[str, int]]) -> list[list[list[dict[str, Any]]]]:
+        """For each (text, top_k): per [MASK] in the text, the top_k candidates {"token", "id", "score"}."""
+        sequences, input_ids, attention_mask = self._batch([text for text, _ in items])
+        hidden, unpadding = self.model.albert.encode(input_ids, attention_mask)
+        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+        flat_ids = torch.from_numpy(np.concatenate(sequences))  # packed row order = real tokens, row-major
+        positions = (flat_ids == self.tokenizer.mask_token_id).nonzero().squeeze(1)
+        logits = self.model.predictions(flat_hidden.index_select(0, positions)).float()
+        logits[:, self.tokenizer.all_special_ids] = -float("inf")  # a mask is never filled with [CLS], <pad>, ...
+        top_k = max(k for _, k in items)
+        scores, ids = torch.topk(torch.softmax(logits, dim=-1), min(top_k, logits.shape[-1]), dim=-1)
+        masks_per_text = np.fromiter(((s == self.tokenizer.mask_token_id).sum() for s in sequences), dtype=np.int64)
+        results, row = [], 0
+        for (_, k), n_masks in zip(items, masks_per_text, strict=True):
+            per_mask = []
+            for mask_scores, mask_ids in zip(scores[row:row + n_masks, :k], ids[row:row + n_masks, :k], strict=True):
+                tokens = self.tokenizer.convert_ids_to_tokens(mask_ids.tolist())
+                per_mask.append([
+                    {"token": token.lstrip("▁") or token, "id": int(i), "score": float(s)}
+                    for token, i, s in zip(tokens, mask_ids, mask_scores, strict=True)
+                ])
+            results.append(per_mask)
+            row += n_masks
+        return results
+
+    @torch.inference_mode()
+    def ner(self, texts: list[str]) -> list[dict[str, Any]]:
+        """{"tokens": [{"token", "label", "score"}], "entities": [{"type", "text", "start", "end"}]} per text.
+
+        start/end index the tokens (end exclusive); [CLS] and [SEP] are left out.
+        """
+        sequences, input_ids, attention_mask = self._batch(texts)
+        probabilities = torch.softmax(self.model(input_ids, attention_mask=attention_mask).logits.float(), dim=-1)
+        scores, label_ids = probabilities.max(dim=-1)
+        labels = np.array(self.labels, dtype=object)
+        results = []
+        for i, sequence in enumerate(sequences):
+            inner = slice(1, len(sequence) - 1)
+            piece_ids = sequence[inner]
+            tags = labels[label_ids[i, inner].numpy()].tolist()
+            tokens = [
+                {"token": token, "label": tag, "score": float(score)}
+                for token, tag, score in zip(self.tokenizer.convert_ids_to_tokens(piece_ids), tags,
+                                             scores[i, inner].tolist(), strict=True)
+            ]
+            entities = [
+                {"type": kind, "text": self.tokenizer.decode(piece_ids[start:end]), "start": start, "end": end}
+                for kind, start, end in entity_spans(tags)
+            ]
+            results.append({"tokens": tokens, "entities": entities})
+        return results
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end) spans of a tag sequence in BIO, BIOES or BMES form; end is exclusive.
+
+    A span opens at B-/S- (or at an I-/M-/E- that does not continue a span of its type) and closes at E-/S-,
+    at O, or where the type changes.
+    """
+    spans: list[tuple[str, int, int]] = []
+    kind, start = None, 0
+    for position, tag in enumerate(tags):
+        prefix, _, tag_kind = tag.partition("-")
+        if not tag_kind:  # "O" or a tag without a type
+            if kind is not None:
+                spans.append((kind, start, position))
+            kind = None
+            continue
+        if kind is not None and (prefix in OPENING or tag_kind != kind):
+            spans.append((kind, start, position))
+            kind = None
+        if kind is None:
+            kind, start = tag_kind, position
+        if prefix in CLOSING:
+            spans.append((kind, start, position + 1))
+            kind = None
+    if kind is not None:
+        spans.append((kind, start, len(tags)))
+    return spans
