@@ -41,8 +41,14 @@ _WHITESPACE = re.compile("[\t\n\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u2
 _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
 # The CJK ideograph blocks of BERT's `_is_chinese_char`: each such character starts a word for whole-word masking.
 _CJK_RANGES = (
-    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
 )
 _CJK_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -54,8 +60,14 @@ _LANG_SAMPLE_LINES = 10_000
 class AlbertTokenizer:
     """A SentencePiece unigram tokenizer with ALBERT's special tokens and transformers' preprocessing."""
 
-    def __init__(self, model_proto: bytes, *, do_lower_case: bool = True, keep_accents: bool = False,
-                 model_max_length: int = 512):
+    def __init__(
+        self,
+        model_proto: bytes,
+        *,
+        do_lower_case: bool = True,
+        keep_accents: bool = False,
+        model_max_length: int = 512,
+    ):
         self.sp_model = spm.SentencePieceProcessor(model_proto=model_proto)
         self._model_proto = model_proto
         self.do_lower_case = do_lower_case
@@ -86,7 +98,9 @@ class AlbertTokenizer:
         directory = Path(directory)
         model_path = directory / SPIECE_NAME
         if not model_path.is_file():
-            raise UserError(f"no {SPIECE_NAME} in this folder; train one with `albertkit tokenizer train`", directory)
+            raise UserError(
+                f"no {SPIECE_NAME} in this folder; train one with `albertkit tokenizer train`", directory
+            )
         config_path = directory / TOKENIZER_CONFIG_NAME
         config: dict[str, Any] = {}
         if config_path.is_file():
@@ -105,8 +119,15 @@ class AlbertTokenizer:
         """Write `spiece.model`, `tokenizer_config.json` and `special_tokens_map.json` (transformers loads them)."""
         directory = Path(directory)
         write_atomic(directory / SPIECE_NAME, lambda tmp: tmp.write_bytes(self._model_proto))
-        special = {"bos_token": CLS, "eos_token": SEP, "unk_token": UNK, "sep_token": SEP,
-                   "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+        special = {
+            "bos_token": CLS,
+            "eos_token": SEP,
+            "unk_token": UNK,
+            "sep_token": SEP,
+            "pad_token": PAD,
+            "cls_token": CLS,
+            "mask_token": MASK,
+        }
         config = {
             "tokenizer_class": "AlbertTokenizer",
             "do_lower_case": self.do_lower_case,
@@ -152,12 +173,16 @@ class AlbertTokenizer:
             results.append(pieces)
         return results
 
-    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-        """Piece strings of ids."""
+    def convert_ids_to_tokens(self, ids: int | Iterable[int]) -> str | list[str]:
+        """Piece string of an id, or the list of piece strings of ids."""
+        if isinstance(ids, int | np.integer):
+            return str(self._pieces[ids])
         return self._pieces[np.asarray(ids, dtype=np.int64)].tolist()
 
-    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        """Ids of piece strings; a string that is not a piece gives the <unk> id."""
+    def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
+        """Id of a piece string, or ids of a list; a string that is not a piece gives the <unk> id."""
+        if isinstance(tokens, str):
+            return int(self.sp_model.piece_to_id(tokens))
         return [int(i) for i in self.sp_model.piece_to_id(list(tokens))]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
@@ -169,8 +194,9 @@ class AlbertTokenizer:
         text = "".join(tokens).replace("▁", " ")
         return text[1:] if tokens and tokens[0].startswith("▁") else text
 
-    def build_inputs(self, ids_a: list[int], ids_b: list[int] | None = None,
-                     max_length: int | None = None) -> dict[str, list[int]]:
+    def build_inputs(
+        self, ids_a: list[int], ids_b: list[int] | None = None, max_length: int | None = None
+    ) -> dict[str, list[int]]:
         """[CLS] a [SEP] (b [SEP]) with token_type_ids and attention_mask; longest-first truncation to max_length."""
         if max_length is not None:
             ids_a, ids_b = _truncate_longest_first(ids_a, ids_b, max_length - (2 if ids_b is None else 3))
@@ -179,11 +205,22 @@ class AlbertTokenizer:
         if ids_b is not None:
             input_ids += [*ids_b, self.sep_token_id]
             token_type_ids += [1] * (len(ids_b) + 1)
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": [1] * len(input_ids)}
+        return {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": [1] * len(input_ids),
+        }
 
-    def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, *,
-                 truncation: bool | str = False, max_length: int | None = None,
-                 padding: bool | str = False, return_tensors: str | None = None) -> dict[str, Any]:
+    def __call__(
+        self,
+        text: str | list[str],
+        text_pair: str | list[str] | None = None,
+        *,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        padding: bool | str = False,
+        return_tensors: str | None = None,
+    ) -> dict[str, Any]:
         """Encode texts (and pairs) with special tokens, like transformers' tokenizer call.
 
         truncation: True or "longest_first" cuts to max_length (default model_max_length); padding: True or
@@ -192,7 +229,9 @@ class AlbertTokenizer:
         """
         single = isinstance(text, str)
         texts = [text] if single else list(text)
-        pairs = None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
+        pairs = (
+            None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
+        )
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
         if truncation not in (False, True, "longest_first", "do_not_truncate"):
@@ -201,10 +240,12 @@ class AlbertTokenizer:
         limit = max_length or self.model_max_length
         ids_a = self.encode_batch(texts)
         ids_b = self.encode_batch(pairs) if pairs is not None else [None] * len(texts)
-        rows = [self.build_inputs(a, b, limit if truncate else None) for a, b in zip(ids_a, ids_b, strict=True)]
+        rows = [
+            self.build_inputs(a, b, limit if truncate else None) for a, b in zip(ids_a, ids_b, strict=True)
+        ]
         batch = {key: [row[key] for row in rows] for key in ("input_ids", "token_type_ids", "attention_mask")}
         if padding in (True, "longest"):
-            batch = self._pad(batch, max(len(ids) for ids in batch["input_ids"]))
+            batch = self._pad(batch, max((len(ids) for ids in batch["input_ids"]), default=0))
         elif padding == "max_length":
             batch = self._pad(batch, limit)
         elif padding not in (False, "do_not_pad"):
@@ -215,11 +256,15 @@ class AlbertTokenizer:
 
     def _pad(self, batch: dict[str, list[list[int]]], length: int) -> dict[str, list[list[int]]]:
         pad_values = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
-        return {key: [row + [pad_values[key]] * (length - len(row)) for row in rows] for key, rows in batch.items()}
+        return {
+            key: [row + [pad_values[key]] * (length - len(row)) for row in rows]
+            for key, rows in batch.items()
+        }
 
 
-def _truncate_longest_first(ids_a: list[int], ids_b: list[int] | None,
-                            budget: int) -> tuple[list[int], list[int] | None]:
+def _truncate_longest_first(
+    ids_a: list[int], ids_b: list[int] | None, budget: int
+) -> tuple[list[int], list[int] | None]:
     """Cut the pair to `budget` tokens as `tokenizers` does: the longer side first, then both halves."""
     if budget < 0:
         raise ValueError("max_length is too small to hold the special tokens")
@@ -228,7 +273,9 @@ def _truncate_longest_first(ids_a: list[int], ids_b: list[int] | None,
     if len(ids_a) + len(ids_b) <= budget:
         return ids_a, ids_b
     short, long = sorted((len(ids_a), len(ids_b)))
-    keep_short, keep_long = (short, budget - short) if short <= budget // 2 else (budget // 2, budget - budget // 2)
+    keep_short, keep_long = (
+        (short, budget - short) if short <= budget // 2 else (budget // 2, budget - budget // 2)
+    )
     keep_a, keep_b = (keep_long, keep_short) if len(ids_a) > len(ids_b) else (keep_short, keep_long)
     return ids_a[:keep_a], ids_b[:keep_b]
 
@@ -259,18 +306,29 @@ def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool 
 @cache
 def _combining_marks() -> dict[int, None]:
     """A str.translate table deleting every combining mark (Mn, Mc, Me), as `tokenizers`' StripAccents does."""
-    return {code: None for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)).startswith("M")}
+    return {
+        code: None for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)).startswith("M")
+    }
 
 
-def train_tokenizer(inputs: list[str | Path], out_dir: str | Path, *, vocab_size: int = 30000, lang: str = "auto",
-                    lowercase: bool | None = None, char_vocab: bool = False, max_sentences: int = 2_000_000,
-                    seed: int = 0) -> AlbertTokenizer:
+def train_tokenizer(
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    vocab_size: int = 30000,
+    lang: str = "auto",
+    lowercase: bool | None = None,
+    char_vocab: bool = False,
+    max_sentences: int = 2_000_000,
+    seed: int = 0,
+) -> AlbertTokenizer:
     """Train a SentencePiece unigram tokenizer with ALBERT's conventions and save it into `out_dir`.
 
     Ids 0-4 are <pad>, <unk>, [CLS], [SEP], [MASK] (control pieces that never come out of text). Lines are
-    normalized as at encoding time, then streamed into sentencepiece, which keeps a random sample of
-    `max_sentences` of them. lang "en": character coverage 1.0; "zh": coverage 0.9995 and digits split one by one;
-    "auto" picks "zh" when CJK ideographs are at least 10% of the letters in the first 10,000 lines.
+    normalized as at encoding time and streamed into sentencepiece; a corpus of more than `max_sentences`
+    non-blank lines is first counted, then a random sample of that many lines (drawn with `seed`, so a rerun
+    gives the same model) is streamed. lang "en": character coverage 1.0; "zh": coverage 0.9995 and digits split
+    one by one; "auto" picks "zh" when CJK ideographs are at least 10% of the letters in the first 10,000 lines.
     Lowercasing is on by default for both (Chinese has no case, so it only folds embedded Latin words, as
     bert-base-chinese does); `lowercase=False` keeps case. `char_vocab=True` makes every piece one character
     (unigram with max piece length 1, so unknown runs fuse into one <unk> exactly as in transformers), and
@@ -286,48 +344,91 @@ def train_tokenizer(inputs: list[str | Path], out_dir: str | Path, *, vocab_size
     if lang == "auto":
         lang = _detect_lang(files)
     options = dict(do_lower_case=True if lowercase is None else lowercase, keep_accents=False)
-    counter = _LineCounter()
-    stream = counter.sentences(files, partial(normalize_text, **options))
+    feed = _TrainingLines(
+        files, partial(normalize_text, **options), _sample_line_indices(files, max_sentences, seed)
+    )
     model = io.BytesIO()
-    spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=stream, model_writer=model, minloglevel=1,  # warnings only, no per-step log
-            model_type="unigram", vocab_size=vocab_size, hard_vocab_limit=not char_vocab,
+            sentence_iterator=iter(feed),
+            model_writer=model,
+            minloglevel=1,  # warnings only, no per-step log
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=not char_vocab,
             max_sentencepiece_length=1 if char_vocab else 16,
-            character_coverage=0.9995 if lang == "zh" else 1.0, split_digits=lang == "zh",
-            normalization_rule_name="nmt_nfkc", pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-            pad_piece=PAD, unk_piece=UNK, control_symbols=[CLS, SEP, MASK],
-            input_sentence_size=max_sentences, shuffle_input_sentence=True,
-            max_sentence_length=4 * _MAX_TRAIN_CHARS, num_threads=os.cpu_count() or 1,
+            character_coverage=0.9995 if lang == "zh" else 1.0,
+            split_digits=lang == "zh",
+            normalization_rule_name="nmt_nfkc",
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            pad_piece=PAD,
+            unk_piece=UNK,
+            control_symbols=[CLS, SEP, MASK],
+            max_sentence_length=4 * _MAX_TRAIN_CHARS,
+            num_threads=os.cpu_count() or 1,
         )
     except RuntimeError as err:
-        if counter.error is not None:
-            raise counter.error from None
-        raise _training_error(str(err), vocab_size, counter.lines) from None
+        if feed.error is not None:
+            raise feed.error from None
+        raise _training_error(str(err), vocab_size, feed.used) from None
     tokenizer = AlbertTokenizer(model.getvalue(), **options)
     tokenizer.save_pretrained(out_dir)
-    print(f"tokenizer: read {counter.lines:,} lines from {len(files)} file(s) (lang {lang}), "
-          f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}")
+    sampled = f", sampled {feed.used:,}" if feed.keep is not None else ""
+    print(
+        f"tokenizer: read {feed.read:,} lines{sampled} from {len(files)} file(s) (lang {lang}), "
+        f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}"
+    )
     return tokenizer
 
 
-class _LineCounter:
-    """Feeds normalized non-blank lines to sentencepiece, counting them and keeping any error it raised."""
+def _sample_line_indices(files: list[Path], max_sentences: int, seed: int) -> np.ndarray | None:
+    """Sorted indices (among non-blank lines) of a seeded random sample, or None when every line fits."""
+    # Each non-blank line takes at least two bytes, so small plain files need no counting pass.
+    if (
+        all(path.suffix != ".gz" for path in files)
+        and sum(path.stat().st_size for path in files) < 2 * max_sentences
+    ):
+        return None
+    lines = sum(
+        1
+        for _, _, line in tqdm(iter_text_lines(files), desc="counting lines", unit=" lines", mininterval=1.0)
+        if line.strip()
+    )
+    if lines <= max_sentences:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(lines, size=max_sentences, replace=False))
 
-    def __init__(self) -> None:
-        self.lines = 0
+
+class _TrainingLines:
+    """The normalized non-blank lines (or the sampled ones) for sentencepiece, with counts and any error."""
+
+    def __init__(self, files: list[Path], normalize: Callable[[str], str], keep: np.ndarray | None):
+        self.files, self.normalize, self.keep = files, normalize, keep
+        self.read = self.used = 0
         self.error: BaseException | None = None
 
-    def sentences(self, files: list[Path], normalize: Callable[[str], str]) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:
         # sentencepiece turns an exception inside its iterator into a RuntimeError; keep the original to re-raise.
+        next_kept = 0
         try:
-            for _, _, line in tqdm(iter_text_lines(files), desc="reading text", unit=" lines", mininterval=1.0):
-                text = normalize(line)
+            for _, _, line in tqdm(
+                iter_text_lines(self.files), desc="reading text", unit=" lines", mininterval=1.0
+            ):
+                if not line.strip():
+                    continue
+                self.read += 1
+                if self.keep is not None:
+                    if next_kept == len(self.keep) or self.keep[next_kept] != self.read - 1:
+                        continue
+                    next_kept += 1
+                text = self.normalize(line)
                 if text:
-                    self.lines += 1
+                    self.used += 1
                     for start in range(0, len(text), _MAX_TRAIN_CHARS):
-                        yield text[start:start + _MAX_TRAIN_CHARS]
+                        yield text[start : start + _MAX_TRAIN_CHARS]
         except BaseException as err:
             self.error = err
             raise
@@ -339,12 +440,16 @@ def _training_error(message: str, vocab_size: int, lines: int) -> Exception:
         return UserError("the input has no text (every line is blank): nothing to train on")
     too_high = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", message)
     if too_high:
-        return UserError(f"--vocab-size {vocab_size} is too large for this corpus, which supports at most "
-                         f"{too_high.group(2)} pieces: use a smaller --vocab-size or more text")
+        return UserError(
+            f"--vocab-size {vocab_size} is too large for this corpus, which supports at most "
+            f"{too_high.group(2)} pieces: use a smaller --vocab-size or more text"
+        )
     too_low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
     if too_low:
-        return UserError(f"--vocab-size {vocab_size} is smaller than the {too_low.group(2)} characters this corpus "
-                         "needs: use a larger --vocab-size")
+        return UserError(
+            f"--vocab-size {vocab_size} is smaller than the {too_low.group(2)} characters this corpus "
+            "needs: use a larger --vocab-size"
+        )
     return RuntimeError(message)
 
 

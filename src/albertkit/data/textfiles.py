@@ -27,9 +27,13 @@ def resolve_text_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_text_file(p) and not _is_hidden(p, path))
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and _is_text_file(p) and not _is_hidden(p, path)
+            )
             if not found:
-                raise UserError(f"folder has no text files (looked for {', '.join(TEXT_SUFFIXES)}, optionally .gz)", path)
+                raise UserError(
+                    f"folder has no text files (looked for {', '.join(TEXT_SUFFIXES)}, optionally .gz)", path
+                )
             files.extend(found)
         elif _GLOB_CHARS & set(str(item)):
             matched = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
@@ -62,7 +66,9 @@ def _iter_plain(path: Path) -> Iterator[tuple[Path, int, str]]:
             for line_number, line in enumerate(handle, start=1):
                 yield path, line_number, line.rstrip("\n")
         except UnicodeDecodeError as err:
-            raise UserError(f"invalid UTF-8 ({err.reason}); save the file as UTF-8", path, _bad_utf8_line(path)) from None
+            raise UserError(
+                f"invalid UTF-8 ({err.reason}); save the file as UTF-8", path, _bad_utf8_line(path)
+            ) from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[Path, int, str]]:
