@@ -15,18 +15,18 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", nargs="+", required=True, help="text files, folders or globs to learn the vocabulary from")
     p.add_argument("--vocab-size", type=int, default=30000, help="number of pieces, special tokens included")
     p.add_argument("--out", required=True, help="folder to write spiece.model and tokenizer_config.json into")
-    p.add_argument("--lang", choices=["en", "zh", "auto"], default="auto", help="tunes lowercasing and character coverage")
-    p.add_argument("--no-lowercase", action="store_true", help="keep case (English is lowercased by default)")
-    p.add_argument("--char-vocab", action="store_true", help="character-level vocabulary (as Chinese BERT)")
-    p.add_argument("--max-sentences", type=int, default=2_000_000, help="sample at most this many lines")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lang", choices=["en", "zh", "auto"], default="auto", help="zh: character coverage 0.9995 and digits split; auto: zh when CJK is 10%% of letters")
+    p.add_argument("--no-lowercase", action="store_true", help="keep case (lowercased by default)")
+    p.add_argument("--char-vocab", action="store_true", help="one character per piece (as Chinese BERT); --vocab-size becomes an upper bound")
+    p.add_argument("--max-sentences", type=int, default=2_000_000, help="train on a seeded random sample of at most this many lines")
+    p.add_argument("--seed", type=int, default=0, help="seed of the line sample")
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.tokenizer import train_tokenizer
 
         train_tokenizer(
             args.input, args.out, vocab_size=args.vocab_size, lang=args.lang,
-            lowercase=None if not args.no_lowercase else False, char_vocab=args.char_vocab,
+            lowercase=False if args.no_lowercase else None, char_vocab=args.char_vocab,
             max_sentences=args.max_sentences, seed=args.seed,
         )
 
