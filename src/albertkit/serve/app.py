@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,7 +48,10 @@ class SearchRequest(TextsRequest):
 
 
 class BodySizeLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before it is read whole (declared or streamed)."""
+    """ASGI middleware: a request body over `max_bytes` (declared or streamed) gets 413 without being read whole.
+
+    The body is read here and handed on in one piece: the app would read it whole anyway to parse the JSON.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -61,34 +65,31 @@ class BodySizeLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, receive, send)
             return
-        received, started = 0, False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
                 await self._reject(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: wait for the disconnect, as the server would say
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"request body larger than {self.max_bytes} bytes"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def create_app(
@@ -117,15 +118,18 @@ def create_app(
         index = SearchIndex(index_dir)
         index.check_model(model_dir)
     task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean")
-    # One model thread: forward passes run one after another, each using all of torch's intra-op threads.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="albertkit-model")
-    batchers = {task: MicroBatcher(fn, executor, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
+    batchers = {task: MicroBatcher(fn, None, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # One model thread: forward passes run one after another, each using all of torch's intra-op threads.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="albertkit-model")
+        for batcher in batchers.values():
+            batcher.executor = executor
         yield
         for batcher in batchers.values():
             await batcher.stop()
+            batcher.executor = None
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -157,6 +161,12 @@ def create_app(
             raise HTTPException(404, f"this model ({type(task_model.model).__name__}) does not support {task}; "
                                      f"it supports: {', '.join(task_model.tasks)}")
         return await batcher.submit(items)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        # The offending input is left out: echoing a large body back would double its cost.
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, err: Exception) -> JSONResponse:
@@ -215,7 +225,7 @@ def create_app(
         if index is None:
             raise HTTPException(404, "no search index loaded: start the server with --index DIR")
         queries = np.stack(await run("embed", body.texts))
-        hits = await asyncio.get_running_loop().run_in_executor(executor, index.hits, queries, body.k)
+        hits = await asyncio.get_running_loop().run_in_executor(batchers["embed"].executor, index.hits, queries, body.k)
         return {"results": [[vars(hit) for hit in text_hits] for text_hits in hits]}
 
     @app.get("/", include_in_schema=False)
