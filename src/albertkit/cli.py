@@ -142,13 +142,25 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="(re)write a run folder's report.html and report.md from its logs")
+    p.add_argument("run_dir", help="the output folder of a pretraining or fine-tuning run (holds log.jsonl)")
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.report import write_report
+
+        print(f"wrote {write_report(args.run_dir)}")
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve):
+    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_report):
         add(sub)
     return parser
 
