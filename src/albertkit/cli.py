@@ -154,13 +154,46 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    pretrain_sub = sub.add_parser("pretrain", help="prepare pretraining data and pretrain with MLM + SOP").add_subparsers(
+        dest="action", required=True
+    )
+    _add_pretrain_prepare(pretrain_sub)
+
+
+def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
+    p = pretrain_sub.add_parser("prepare", help="split raw text into sentences and tokenize it into token shards")
+    p.add_argument("--input", nargs="+", required=True, help="text files (.txt, .jsonl, .gz), folders or globs")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder (spiece.model), e.g. from `tokenizer train`")
+    p.add_argument("--out", required=True, help="folder to write the prepared data into (replaced when complete)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="default sequence length of the examples")
+    p.add_argument("--lang", choices=["auto", "en", "zh"], default="auto", help="sentence-splitting rules")
+    p.add_argument("--workers", type=int, default=None, help="tokenizing processes (default: all cores)")
+    p.add_argument("--valid-fraction", type=float, default=0.01, help="share of documents held out for validation")
+    p.add_argument("--whole-word-mask", choices=["zh"], default=None,
+                   help="zh: Chinese word boundaries from jieba instead of one word per character")
+    p.add_argument("--config", default=None, help="model folder whose max_position_embeddings bounds the length")
+    p.add_argument("--seed", type=int, default=0)
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.data.pretrain import prepare_pretraining_data
+
+        prepare_pretraining_data(
+            args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length, lang=args.lang,
+            workers=args.workers, valid_fraction=args.valid_fraction, whole_word_mask=args.whole_word_mask,
+            seed=args.seed, config=args.config,
+        )
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_report):
+    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_report, _add_pretrain):
         add(sub)
     return parser
 

@@ -95,7 +95,9 @@ def prepare_pretraining_data(
         writers = {split: TokenShardWriter(tmp / split, tokenizer.vocab_size) for split in SPLITS}
         held: TokenizedDocuments | None = None  # the latest document, kept back to become valid if none is
         with tqdm(desc="tokenizing", unit=" docs", mininterval=1.0) as progress:
-            for documents, chunk_languages in _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers):
+            for documents, chunk_languages in _tokenize_chunks(
+                chunks, tokenizer_dir, lang, whole_word_mask, workers
+            ):
                 languages.update(chunk_languages)
                 progress.update(documents.num_documents)
                 if documents.num_documents == 0:
@@ -108,25 +110,46 @@ def prepare_pretraining_data(
                 writers["train"].append(documents.select(~to_valid & ~last))
                 held = None if to_valid[-1] else documents.select(last)
         if held is not None:
-            wants_valid = valid_fraction > 0 and writers["valid"].num_documents == 0 and writers["train"].num_documents
+            wants_valid = (
+                valid_fraction > 0 and writers["valid"].num_documents == 0 and writers["train"].num_documents
+            )
             writers["valid" if wants_valid else "train"].append(held)
         splits = {split: writer.close() for split, writer in writers.items()}
         if splits["train"]["tokens"] == 0:
-            raise UserError("no text to prepare: every line is blank or skipped", files[0] if len(files) == 1 else None)
+            raise UserError(
+                "no text to prepare: every line is blank or skipped", files[0] if len(files) == 1 else None
+            )
         tokenizer.save_pretrained(tmp / "tokenizer")
         index = {
             "vocab_size": tokenizer.vocab_size,
             "token_dtype": token_dtype(tokenizer.vocab_size).name,
-            "special_token_ids": {"pad": tokenizer.pad_token_id, "unk": tokenizer.unk_token_id,
-                                  "cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id,
-                                  "mask": tokenizer.mask_token_id},
-            "tokenizer": {"path": str(tokenizer_dir), "spiece_sha256": _sha256(Path(tokenizer_dir) / SPIECE_NAME),
-                          "do_lower_case": tokenizer.do_lower_case, "keep_accents": tokenizer.keep_accents},
+            "special_token_ids": {
+                "pad": tokenizer.pad_token_id,
+                "unk": tokenizer.unk_token_id,
+                "cls": tokenizer.cls_token_id,
+                "sep": tokenizer.sep_token_id,
+                "mask": tokenizer.mask_token_id,
+            },
+            "tokenizer": {
+                "path": str(tokenizer_dir),
+                "spiece_sha256": _sha256(Path(tokenizer_dir) / SPIECE_NAME),
+                "do_lower_case": tokenizer.do_lower_case,
+                "keep_accents": tokenizer.keep_accents,
+            },
             "max_seq_length": max_seq_length,
-            "lang": lang, "documents_by_language": dict(sorted(languages.items())),
-            "whole_word_mask": whole_word_mask, "valid_fraction": valid_fraction, "seed": seed,
-            "inputs": [{"path": str(f), "bytes": f.stat().st_size, "skipped_lines": dict(stats.skipped.get(str(f), {}))}
-                       for f in files],
+            "lang": lang,
+            "documents_by_language": dict(sorted(languages.items())),
+            "whole_word_mask": whole_word_mask,
+            "valid_fraction": valid_fraction,
+            "seed": seed,
+            "inputs": [
+                {
+                    "path": str(f),
+                    "bytes": f.stat().st_size,
+                    "skipped_lines": dict(stats.skipped.get(str(f), {})),
+                }
+                for f in files
+            ],
             "skipped_lines": stats.skipped_by_reason(),
             "splits": splits,
         }
@@ -135,7 +158,9 @@ def prepare_pretraining_data(
         "documents": sum(s["documents"] for s in splits.values()),
         "sentences": sum(s["sentences"] for s in splits.values()),
         "tokens": sum(s["tokens"] for s in splits.values()),
-        "splits": {split: {k: s[k] for k in ("documents", "sentences", "tokens")} for split, s in splits.items()},
+        "splits": {
+            split: {k: s[k] for k in ("documents", "sentences", "tokens")} for split, s in splits.items()
+        },
         "documents_by_language": index["documents_by_language"],
         "skipped_lines": index["skipped_lines"],
         "seconds": round(time.perf_counter() - started, 2),
@@ -164,14 +189,18 @@ def _check_seq_length(max_seq_length: int, tokenizer_dir: str | Path, config: st
     from albertkit.config import CONFIG_NAME, AlbertConfig
 
     if not MIN_SEQ_LENGTH <= max_seq_length <= MAX_SEQ_LENGTH:
-        raise UserError(f"max_seq_length must be between {MIN_SEQ_LENGTH} and {MAX_SEQ_LENGTH}, not {max_seq_length}")
+        raise UserError(
+            f"max_seq_length must be between {MIN_SEQ_LENGTH} and {MAX_SEQ_LENGTH}, not {max_seq_length}"
+        )
     if config is None and (Path(tokenizer_dir) / CONFIG_NAME).is_file():
         config = tokenizer_dir
     if config is not None:
         positions = AlbertConfig.from_pretrained(config).max_position_embeddings
         if max_seq_length > positions:
-            raise UserError(f"max_seq_length {max_seq_length} is above the model's max_position_embeddings {positions}",
-                            config)
+            raise UserError(
+                f"max_seq_length {max_seq_length} is above the model's max_position_embeddings {positions}",
+                config,
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -193,7 +222,11 @@ def _document_chunks(documents: Iterator[RawDocument]) -> Iterator[list[RawDocum
 
 
 def _tokenize_chunks(
-    chunks: Iterator[list[RawDocument]], tokenizer_dir: str | Path, lang: str, whole_word_mask: str | None, workers: int
+    chunks: Iterator[list[RawDocument]],
+    tokenizer_dir: str | Path,
+    lang: str,
+    whole_word_mask: str | None,
+    workers: int,
 ) -> Iterator[tuple[TokenizedDocuments, Counter]]:
     """Tokenized chunks in input order, from `workers` processes with a bounded number of chunks in flight."""
     if workers <= 1:
@@ -288,7 +321,10 @@ def _mark_jieba_word_starts(
 
 
 def build_sop_examples(
-    sentence_offsets: np.ndarray, document_offsets: np.ndarray, max_seq_length: int, short_seq_prob: float,
+    sentence_offsets: np.ndarray,
+    document_offsets: np.ndarray,
+    max_seq_length: int,
+    short_seq_prob: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """One pass of ALBERT's example construction over a split; returns an (n, 5) int64 array of
@@ -338,7 +374,9 @@ def _chunk_starts(chunk_end: list[int]) -> np.ndarray:
     return np.array(starts, dtype=np.int64)
 
 
-def _truncated_lengths(a_len: np.ndarray, b_len: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+def _truncated_lengths(
+    a_len: np.ndarray, b_len: np.ndarray, max_tokens: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Lengths after the reference's truncate_seq_pair: remove from the longer side (B on ties) until they fit."""
     excess = np.maximum(a_len + b_len - max_tokens, 0)
     # First the longer side shrinks to the shorter one's length, then both shrink in turns, B first.
@@ -354,7 +392,13 @@ def _truncated_lengths(a_len: np.ndarray, b_len: np.ndarray, max_tokens: int) ->
 
 
 def assemble_pairs(
-    examples: np.ndarray, token_ids: np.ndarray, word_starts: np.ndarray, *, cls_id: int, sep_id: int, pad_id: int
+    examples: np.ndarray,
+    token_ids: np.ndarray,
+    word_starts: np.ndarray,
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
 ) -> dict[str, np.ndarray]:
     """[CLS] A [SEP] B [SEP] rows for (a_start, a_length, b_start, b_length, ...) examples, right-padded.
 
@@ -389,12 +433,17 @@ def mask_ngrams(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ALBERT's n-gram masking of whole words for a whole batch at once; returns (input_ids, labels, span_words).
 
-    Each row masks round(masked_lm_prob * maskable tokens) tokens (at least 1, at most max_predictions_per_seq)
-    in spans of 1..max_ngram whole words, p(n) proportional to 1/n; of the masked tokens 80% become [MASK], 10% a
-    random token of `replacement_ids` and 10% stay. Labels are the original ids there and -100 elsewhere.
-    The words of each row are cut into consecutive n-grams of random lengths; n-grams are taken in random order,
-    each if it still fits the row's budget (the reference's greedy rule, run as a few batched rounds).
-    `span_words` lists the length in words of every masked span.
+    Each row masks on average `masked_lm_prob` of its maskable tokens (at least one span, at most
+    `max_predictions_per_seq` tokens) in spans of 1..max_ngram whole words with p(n) ∝ 1/n; of the masked tokens
+    80% become [MASK], 10% a random id of `replacement_ids` and 10% stay. Labels hold the original ids there and
+    -100 elsewhere; `span_words` lists the length in words of every masked span.
+
+    How: each row's words are cut into consecutive n-grams of random lengths, the n-grams are put in a random
+    order, and those that start (counting the tokens of the n-grams before them in that order) below a threshold
+    K are masked. Whether an n-gram is taken does not depend on its own length, so the masked spans keep the
+    1/n law exactly (the reference's greedy budget filling favours short spans); K = target - E[S²]/2E[S] (the mean
+    overshoot of the last span, over the row's n-gram sizes S in tokens) makes the expected count the target.
+    The cap trims the last span by whole words.
     """
     batch, width = input_ids.shape
     rows = np.arange(batch)[:, None]
@@ -402,43 +451,44 @@ def mask_ngrams(
     word_of_token = np.maximum(np.cumsum(starts, axis=1) - 1, 0)
     num_words = starts.sum(1)
     max_words = max(int(num_words.max()), 1)
+    real_word = np.arange(max_words) < num_words[:, None]
     word_tokens = np.bincount((rows * max_words + word_of_token)[maskable], minlength=batch * max_words)
     word_tokens = word_tokens.reshape(batch, max_words)
-    # Cut each row's words into n-grams: lengths drawn with p(n) ∝ 1/n, the last one clipped at the row's end.
+    # Cut each row's words into n-grams; n-gram t covers words first_word[t] .. first_word[t + 1] - 1.
     p = 1.0 / np.arange(1, max_ngram + 1)
     ngram = 1 + np.searchsorted(np.cumsum(p / p.sum())[:-1], rng.random((batch, max_words)), side="right")
     first_word = np.cumsum(ngram, axis=1) - ngram
     real_span = first_word < num_words[:, None]
     span_starts = np.zeros((batch, max_words), dtype=bool)
     span_starts[np.nonzero(real_span)[0], first_word[real_span]] = True
-    span_of_word = np.cumsum(span_starts, axis=1) - 1
-    real_word = np.arange(max_words) < num_words[:, None]
-    span_index = (rows * max_words + span_of_word)[real_word]
-    span_tokens = np.bincount(span_index, weights=word_tokens[real_word], minlength=batch * max_words)
-    span_tokens = span_tokens.reshape(batch, max_words).astype(np.int64)
-    span_words = np.bincount(span_index, minlength=batch * max_words).reshape(batch, max_words)
-    # Greedy in a random order: take a span when it fits what is left of the row's budget, else skip it.
-    budget = np.minimum(max_predictions_per_seq, np.maximum(1, np.floor(maskable.sum(1) * masked_lm_prob + 0.5)))
+    span_of_word = np.maximum(np.cumsum(span_starts, axis=1) - 1, 0)
+    span_tokens = np.bincount(
+        (rows * max_words + span_of_word)[real_word], weights=word_tokens[real_word], minlength=batch * max_words
+    ).reshape(batch, max_words)
+    # Random order; an n-gram's start is the number of tokens of the n-grams before it in that order.
     order = np.argsort(rng.random((batch, max_words)) + ~real_span, axis=1)
-    sizes = np.take_along_axis(span_tokens, order, axis=1)
-    taken = np.zeros((batch, max_words), dtype=bool)
-    left = budget.astype(np.int64)
-    while True:
-        fits = ~taken & (sizes > 0) & (sizes <= left[:, None])
-        if not fits.any():
-            break
-        take = fits & (np.cumsum(sizes * fits, axis=1) <= left[:, None])
-        taken |= take
-        left -= (sizes * take).sum(1)
-    chosen = np.zeros_like(taken)
-    np.put_along_axis(chosen, order, taken, axis=1)
-    masked = maskable & np.take_along_axis(chosen, np.take_along_axis(span_of_word, word_of_token, axis=1), axis=1)
+    sorted_tokens = np.take_along_axis(span_tokens, order, axis=1)
+    span_begin = np.empty_like(sorted_tokens)
+    np.put_along_axis(span_begin, order, np.cumsum(sorted_tokens, axis=1) - sorted_tokens, axis=1)
+    target = np.minimum(masked_lm_prob * maskable.sum(1), max_predictions_per_seq)
+    threshold = target - (span_tokens**2).sum(1) / (2 * span_tokens.sum(1))
+    # At least the first n-gram in the order (begin 0), as the reference masks at least one token.
+    taken = real_span & (span_begin < np.maximum(threshold, 0.5)[:, None])
+    # A word stays masked while its n-gram's begin plus its tokens so far in that n-gram fit the cap.
+    cumulative = np.cumsum(word_tokens, axis=1)
+    before_span = np.take_along_axis(cumulative - word_tokens, np.minimum(first_word, max_words - 1), axis=1)
+    tokens_so_far = cumulative - np.take_along_axis(before_span, span_of_word, axis=1)
+    masked_word = real_word & np.take_along_axis(taken, span_of_word, axis=1) & (
+        np.take_along_axis(span_begin, span_of_word, axis=1) + tokens_so_far <= max_predictions_per_seq
+    )
+    masked = maskable & np.take_along_axis(masked_word, word_of_token, axis=1)
+    span_words = np.bincount((rows * max_words + span_of_word)[masked_word], minlength=batch * max_words)
     labels = np.where(masked, input_ids, IGNORE_INDEX)
     action = rng.random((batch, width))
     random_ids = replacement_ids[rng.integers(0, len(replacement_ids), (batch, width))]
     output = np.where(masked & (action < 0.8), mask_token_id, input_ids)
     output = np.where(masked & (action >= 0.8) & (action < 0.9), random_ids, output)
-    return output, labels, span_words[chosen]
+    return output, labels, span_words[span_words > 0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -454,9 +504,16 @@ class PretrainingData:
     """
 
     def __init__(
-        self, data_dir: str | Path, split: str = "train", *, max_seq_length: int | None = None,
-        short_seq_prob: float = 0.1, masked_lm_prob: float = 0.15, max_predictions_per_seq: int | None = None,
-        max_ngram: int = 3, seed: int = 0,
+        self,
+        data_dir: str | Path,
+        split: str = "train",
+        *,
+        max_seq_length: int | None = None,
+        short_seq_prob: float = 0.1,
+        masked_lm_prob: float = 0.15,
+        max_predictions_per_seq: int | None = None,
+        max_ngram: int = 3,
+        seed: int = 0,
     ):
         self.shards = TokenShards(data_dir, split)
         index = self.shards.index
@@ -464,17 +521,25 @@ class PretrainingData:
         if self.max_seq_length < MIN_SEQ_LENGTH:
             raise UserError(f"max_seq_length must be at least {MIN_SEQ_LENGTH}, not {self.max_seq_length}")
         if not 0 < masked_lm_prob < 1 or not 0 <= short_seq_prob <= 1 or max_ngram < 1:
-            raise UserError("masked_lm_prob must be in (0, 1), short_seq_prob in [0, 1] and max_ngram at least 1")
+            raise UserError(
+                "masked_lm_prob must be in (0, 1), short_seq_prob in [0, 1] and max_ngram at least 1"
+            )
         self.short_seq_prob = short_seq_prob
         self.masked_lm_prob = masked_lm_prob
         # ALBERT's 20 predictions at length 128 and 77 at 512.
-        self.max_predictions_per_seq = max_predictions_per_seq or math.ceil(masked_lm_prob * self.max_seq_length)
+        self.max_predictions_per_seq = max_predictions_per_seq or math.ceil(
+            masked_lm_prob * self.max_seq_length
+        )
         self.max_ngram = max_ngram
         self.seed = seed
         self.vocab_size = int(index["vocab_size"])
         special = index["special_token_ids"]
         self.pad_token_id, self.unk_token_id = special["pad"], special["unk"]
-        self.cls_token_id, self.sep_token_id, self.mask_token_id = special["cls"], special["sep"], special["mask"]
+        self.cls_token_id, self.sep_token_id, self.mask_token_id = (
+            special["cls"],
+            special["sep"],
+            special["mask"],
+        )
         self.replacement_ids = np.setdiff1d(np.arange(self.vocab_size), list(special.values()))
         self._epoch: tuple[int, np.ndarray] | None = None
 
@@ -483,7 +548,11 @@ class PretrainingData:
         if self._epoch is None or self._epoch[0] != epoch:
             rng = np.random.default_rng([self.seed, _EXAMPLES_STREAM, epoch])
             examples = build_sop_examples(
-                self.shards.sentence_offsets, self.shards.document_offsets, self.max_seq_length, self.short_seq_prob, rng
+                self.shards.sentence_offsets,
+                self.shards.document_offsets,
+                self.max_seq_length,
+                self.short_seq_prob,
+                rng,
             )
             self._epoch = (epoch, examples[rng.permutation(len(examples))])
         return self._epoch[1]
@@ -502,28 +571,45 @@ class PretrainingData:
         import torch
 
         if global_batch_size % world_size:
-            raise UserError(f"the batch size {global_batch_size} is not a multiple of the {world_size} processes")
+            raise UserError(
+                f"the batch size {global_batch_size} is not a multiple of the {world_size} processes"
+            )
         if not 0 <= index < self.num_batches(global_batch_size, epoch):
-            raise IndexError(f"batch {index} of epoch {epoch}: there are {self.num_batches(global_batch_size, epoch)}")
+            raise IndexError(
+                f"batch {index} of epoch {epoch}: there are {self.num_batches(global_batch_size, epoch)}"
+            )
         examples = self.examples(epoch)[index * global_batch_size : (index + 1) * global_batch_size]
         pairs = assemble_pairs(
-            examples, self.shards.token_ids, self.shards.word_starts,
-            cls_id=self.cls_token_id, sep_id=self.sep_token_id, pad_id=self.pad_token_id,
+            examples,
+            self.shards.token_ids,
+            self.shards.word_starts,
+            cls_id=self.cls_token_id,
+            sep_id=self.sep_token_id,
+            pad_id=self.pad_token_id,
         )
         input_ids, labels, _ = mask_ngrams(
-            pairs["input_ids"], pairs["maskable"], pairs["word_starts"],
+            pairs["input_ids"],
+            pairs["maskable"],
+            pairs["word_starts"],
             np.random.default_rng([self.seed, _MASK_STREAM, epoch, index]),
-            mask_token_id=self.mask_token_id, replacement_ids=self.replacement_ids,
-            masked_lm_prob=self.masked_lm_prob, max_predictions_per_seq=self.max_predictions_per_seq,
+            mask_token_id=self.mask_token_id,
+            replacement_ids=self.replacement_ids,
+            masked_lm_prob=self.masked_lm_prob,
+            max_predictions_per_seq=self.max_predictions_per_seq,
             max_ngram=self.max_ngram,
         )
         share = global_batch_size // world_size
         rows = slice(rank * share, (rank + 1) * share)
         width = int(pairs["attention_mask"][rows].sum(1).max())
         columns = {
-            "input_ids": input_ids, "attention_mask": pairs["attention_mask"],
-            "token_type_ids": pairs["token_type_ids"], "labels": labels,
+            "input_ids": input_ids,
+            "attention_mask": pairs["attention_mask"],
+            "token_type_ids": pairs["token_type_ids"],
+            "labels": labels,
         }
-        out = {name: torch.from_numpy(np.ascontiguousarray(array[rows, :width])) for name, array in columns.items()}
+        out = {
+            name: torch.from_numpy(np.ascontiguousarray(array[rows, :width]))
+            for name, array in columns.items()
+        }
         out["sentence_order_label"] = torch.from_numpy(np.ascontiguousarray(examples[rows, 4]))
         return out
