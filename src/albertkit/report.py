@@ -233,6 +233,12 @@ def _metrics_section(history: RunHistory) -> Section:
     )
 
 
+def _spans_decades(values: np.ndarray) -> bool:
+    """Whether positive values range over more than a factor of ten: a log scale shows them better."""
+    finite = values[np.isfinite(values)]
+    return bool(len(finite)) and bool(np.all(finite > 0)) and finite.max() > 10 * finite.min()
+
+
 @dataclass
 class ChartSpec:
     file_name: str
@@ -268,13 +274,14 @@ def _chart_specs(history: RunHistory) -> list[ChartSpec]:
     for name in unbounded:
         _, values = history.curve(history.evals, name)
         specs.append(ChartSpec(f"eval_{re.sub(r'[^A-Za-z0-9_]', '_', name)}.png", f"Evaluation: {name}",
-                               series(history.evals, name, name, markers=True), name, bool(np.all(values > 0))))
+                               series(history.evals, name, name, markers=True), name, _spans_decades(values)))
     specs.append(ChartSpec("learning_rate.png", "Learning rate",
                            series(history.train, "lr", "learning rate", smooth=False), "learning rate"))
     specs.append(ChartSpec("throughput.png", "Throughput", series(history.train, "tokens_per_second", "tokens/s"),
                            "tokens per second", engineering=True))
-    specs.append(ChartSpec("grad_norm.png", "Gradient norm (before clipping)",
-                           series(history.train, "grad_norm", "grad norm"), "L2 norm", log_y=True))
+    grad_norms = series(history.train, "grad_norm", "grad norm")
+    specs.append(ChartSpec("grad_norm.png", "Gradient norm (before clipping)", grad_norms, "L2 norm",
+                           log_y=bool(grad_norms) and _spans_decades(grad_norms[0].values)))
     return [spec for spec in specs if spec.series]
 
 

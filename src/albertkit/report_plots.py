@@ -82,7 +82,7 @@ def line_chart(
     elif engineering:
         ax.yaxis.set_major_formatter(ticker.EngFormatter(sep=""))
     ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=7, integer=True))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10], integer=True))
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
