@@ -159,6 +159,64 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         dest="action", required=True
     )
     _add_pretrain_prepare(pretrain_sub)
+    _add_pretrain_run(pretrain_sub)
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the training loop, shared by `pretrain run` and `finetune`; each overrides the config file."""
+    p.add_argument("--config", default=None, help="YAML config; flags given on the command line override it")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps to run")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the data (when --max-steps is not set)")
+    p.add_argument("--time-budget", dest="time_budget_minutes", type=float, default=None,
+                   help="minutes after which the run stops, evaluates and saves")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch size (all processes, all accumulation)")
+    p.add_argument("--micro-batch-size", type=int, default=None,
+                   help="rows per forward pass and process; smaller than the batch means gradient accumulation")
+    p.add_argument("--optimizer", choices=["lamb", "adamw"], default=None)
+    p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--schedule", choices=["linear", "cosine", "constant"], default=None, help="decay after warmup")
+    p.add_argument("--max-grad-norm", type=float, default=None, help="gradient clipping")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                   help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
+    p.add_argument("--save-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--save-every-minutes", type=float, default=None, help="minutes between checkpoints")
+    p.add_argument("--keep-last", type=int, default=None, help="checkpoints to keep")
+    p.add_argument("--log-every", type=int, default=None, help="steps between log records")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
+
+
+TRAINING_FLAGS = (
+    "max_steps", "epochs", "time_budget_minutes", "batch_size", "micro_batch_size", "optimizer", "learning_rate",
+    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "precision", "compile", "eval_every", "save_every",
+    "save_every_minutes", "keep_last", "log_every", "seed",
+)
+
+
+def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
+    p = pretrain_sub.add_parser("run", help="pretrain with masked LM + sentence-order prediction")
+    p.add_argument("--data", required=True, help="folder written by `albertkit pretrain prepare`")
+    p.add_argument("--model", default=None, help="model folder to continue pretraining from")
+    p.add_argument("--preset", default=None, help="size of a new model: tiny, small, base, large, xlarge, xxlarge")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the one saved with the data)")
+    p.add_argument("--out", required=True, help="run folder: logs, checkpoints, final/ model, report")
+    p.add_argument("--max-seq-length", type=int, default=None, help="default: the length the data was prepared for")
+    add_training_flags(p)
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.train.pretrain import run_pretraining
+
+        flags = {name: getattr(args, name) for name in TRAINING_FLAGS}
+        run_pretraining(
+            args.data, args.out, model_dir=args.model, tokenizer_dir=args.tokenizer, config_path=args.config,
+            resume=args.resume, preset=args.preset, max_seq_length=args.max_seq_length, **flags,
+        )
+
+    p.set_defaults(func=run)
 
 
 def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
@@ -187,13 +245,29 @@ def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model folder to ONNX (optionally int8), checked against PyTorch")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.export import export_model
+
+        print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset).summary())
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_report, _add_pretrain):
+    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
     return parser
 
