@@ -84,12 +84,13 @@ def sorted_tags(tags: Iterable[str]) -> list[str]:
 
 
 def _layout(lines: list[str]) -> str:
-    sample = [line for line in lines[:_FORMAT_SAMPLE_LINES] if line.strip()]
-    if any("\t" in line and " " in line.split("\t")[-1].strip() for line in sample):
-        return "sentence"
-    if all(_TAG.fullmatch(_fields(line)[-1]) for line in sample if not line.startswith("-DOCSTART-")):
-        return "conll"
-    return "raw"
+    """"sentence" (tokens<TAB>tags), "conll" (token ... tag per line) or "raw" (untagged text per line)."""
+    sample = [line for line in lines[:_FORMAT_SAMPLE_LINES] if line.strip() and not line.startswith("-DOCSTART-")]
+    tabbed = [line for line in sample if "\t" in line]
+    if tabbed:
+        return "sentence" if any(" " in line.split("\t")[-1].strip() for line in tabbed) else "conll"
+    # Without tabs, CoNLL's space-separated columns end in a tag on every line.
+    return "conll" if sample and all(_TAG.fullmatch(line.split()[-1]) for line in sample) else "raw"
 
 
 def _fields(line: str) -> list[str]:

@@ -136,25 +136,27 @@ def _piece_spans(tokenizer: Any, words: list[str], word_starts: np.ndarray) -> t
     pieces = [word_pieces or [tokenizer.unk_token_id] for word_pieces in pieces]
     counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     flat = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64, count=int(counts.sum()))
+    if not len(flat):
+        return flat, counts, flat.copy(), flat.copy()
     vocab_pieces = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
     piece_chars = np.array([len(p) - p.startswith("▁") for p in vocab_pieces], dtype=np.int64)[flat]
     word_of_piece = np.repeat(np.arange(len(counts)), counts)
     first_piece = np.cumsum(counts) - counts
     word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    spelled = np.add.reduceat(piece_chars, first_piece) if len(flat) else piece_chars
-    unknown = np.add.reduceat(flat == tokenizer.unk_token_id, first_piece) if len(flat) else piece_chars
-    exact = (spelled == word_lengths) & (unknown == 0)
+    is_unknown = flat == tokenizer.unk_token_id
+    piece_chars[is_unknown] = 0
+    unknown = np.add.reduceat(is_unknown.astype(np.int64), first_piece)
+    # One <unk> in a word covers exactly the characters the other pieces leave over.
+    leftover = word_lengths - np.add.reduceat(piece_chars, first_piece)
+    piece_chars[is_unknown] = np.where(unknown == 1, leftover, 0)[word_of_piece[is_unknown]]
+    spelled = np.add.reduceat(piece_chars, first_piece)
+    exact = (spelled == word_lengths) & ((unknown == 0) | ((unknown == 1) & (leftover >= 1)))
+    exact_piece = exact[word_of_piece]
     end_in_word = np.cumsum(piece_chars) - np.repeat(np.cumsum(spelled) - spelled, counts)
-    starts = np.where(
-        exact[word_of_piece],
-        word_starts[word_of_piece] + end_in_word - piece_chars,
-        word_starts[word_of_piece],
-    )
-    ends = np.where(
-        exact[word_of_piece],
-        word_starts[word_of_piece] + end_in_word,
-        word_starts[word_of_piece] + word_lengths[word_of_piece],
-    )
+    word_start = word_starts[word_of_piece]
+    # Pieces of a word they do not spell (normalization changed its length) all span the whole word.
+    starts = np.where(exact_piece, word_start + end_in_word - piece_chars, word_start)
+    ends = np.where(exact_piece, word_start + end_in_word, word_start + word_lengths[word_of_piece])
     return flat, counts, starts, ends
 
 
