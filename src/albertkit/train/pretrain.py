@@ -85,10 +85,11 @@ class PretrainingTask:
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Held-out MLM loss, accuracy and perplexity, and SOP accuracy, over fixed masks (epoch 0)."""
         device = next(model.parameters()).device
-        batch_size = 32
-        n_batches = min(self.options.eval_batches, self.valid_data.num_batches(batch_size, 0))
-        if n_batches == 0:
+        # A small held-out slice still gets evaluated: the batch shrinks to fit it.
+        batch_size = min(32, self.valid_data.num_examples(0))
+        if batch_size == 0:
             return {}
+        n_batches = min(self.options.eval_batches, self.valid_data.num_batches(batch_size, 0))
         mlm_loss_sum, mlm_correct, mlm_count, sop_correct, sop_count = 0.0, 0, 0, 0, 0
         for index in range(n_batches):
             batch = {k: v.to(device) for k, v in self.valid_data.batch(batch_size, 0, index).items()}
