@@ -182,11 +182,12 @@ def create_app(
 
     @app.get("/v1/model", tags=["service"], dependencies=authorized)
     async def model_info() -> dict[str, Any]:
-        """The served model: head, tasks, labels, sizes, the search index and the request limits."""
+        """The served model: head, tasks, labels, sizes, the search index, request limits and batching counts."""
         return {
             **task_model.describe(),
             "index": None if index is None else {"count": len(index), "pooling": index.meta["pooling"]},
             "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_batch": max_batch},
+            "batching": {task: {"forward_passes": b.forward_passes, "texts": b.items_done} for task, b in batchers.items()},
         }
 
     @app.post("/v1/classify", tags=["inference"], dependencies=authorized)
