@@ -18,6 +18,7 @@ def test_every_index_exactly_once(shuffle):
     lengths = np.random.default_rng(0).integers(1, 300, size=1003)
     batches = length_bucketed_batches(lengths, 16, shuffle=shuffle, seed=3, epoch=1, bucket_size_multiplier=5)
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1003))
+    assert length_bucketed_batches(np.zeros(0), 16, shuffle=shuffle) == []
     assert max(len(b) for b in batches) == 16 and sum(len(b) < 16 for b in batches) <= (1003 // 80 + 1)
 
 

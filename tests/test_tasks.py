@@ -184,6 +184,10 @@ def test_prediction_file_without_labels(tmp_path):
     )
     examples = read_examples(spec, write(tmp_path / "new.tsv", "so good\nnot bad\n"), require_labels=False)
     assert [(ex.text, ex.label) for ex in examples] == [("so good", None), ("not bad", None)]
+    # a one-column file under a regression spec: its text is not mistaken for a header's label cell
+    spec, _ = read_train_examples(TaskSpec("regression"), write(tmp_path / "r.tsv", "a\t1\nb\t2\n"))
+    examples = read_examples(spec, write(tmp_path / "new_r.tsv", "great movie\nokay\n"), require_labels=False)
+    assert [(ex.text, ex.label) for ex in examples] == [("great movie", None), ("okay", None)]
 
 
 def test_regression_labels_must_be_numbers(tmp_path):
@@ -239,6 +243,8 @@ def test_task_spec_round_trip(tmp_path):
         TaskSpec.from_dict({"task": "classification", "lables": []})
     with pytest.raises(UserError, match="unknown task 'tagging'"):
         TaskSpec("tagging")
+    with pytest.raises(UserError, match="max_seq_length 64 leaves too little room for context"):
+        TaskSpec("qa", max_seq_length=64, max_query_length=64)
 
 
 def test_ner_errors_name_file_and_line(tmp_path):
@@ -362,7 +368,7 @@ def test_squad_windows_positions_and_predictions(tmp_path, tokenizer):
         match=r"skipped 1 questions: 1 with no answer text found in the context \(lines \d+\)",
     ):
         spec, examples = read_train_examples(
-            TaskSpec("qa", max_seq_length=32, doc_stride=8), squad_file(tmp_path)
+            TaskSpec("qa", max_seq_length=32, max_query_length=8, doc_stride=8), squad_file(tmp_path)
         )
     assert spec.version_2 and [ex.id for ex in examples] == ["q1", "q2", "q3"]
     assert examples[1].answers == [("1966", CONTEXT.index("1966"))]
@@ -392,7 +398,8 @@ def test_squad_windows_positions_and_predictions(tmp_path, tokenizer):
 
 def test_squad_max_context_covers_each_token_once(tmp_path, tokenizer):
     spec, examples = read_train_examples(
-        TaskSpec("qa", max_seq_length=32, doc_stride=8), squad_file(tmp_path, with_lost_answer=False)
+        TaskSpec("qa", max_seq_length=32, max_query_length=8, doc_stride=8),
+        squad_file(tmp_path, with_lost_answer=False),
     )
     windows = [f for f in featurize(spec, tokenizer, examples[:1])]
     whole = featurize(dataclasses.replace(spec, max_seq_length=512), tokenizer, examples[:1])

@@ -30,6 +30,8 @@ def length_bucketed_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     lengths = np.asarray(lengths)
+    if not len(lengths):
+        return []
     if not shuffle:
         order = np.argsort(-lengths, kind="stable")
         return np.array_split(order, range(batch_size, len(order), batch_size))

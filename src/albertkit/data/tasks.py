@@ -88,6 +88,11 @@ class TaskSpec:
             self.max_seq_length = 384 if self.task == "qa" else 128
         if self.max_seq_length < 8:
             raise UserError(f"max_seq_length must be at least 8 (got {self.max_seq_length})")
+        if self.task == "qa" and self.max_seq_length < self.max_query_length + 3 + 8:
+            raise UserError(
+                f"max_seq_length {self.max_seq_length} leaves too little room for context after a question of "
+                f"up to max_query_length {self.max_query_length} tokens: raise it or lower max_query_length"
+            )
         self.labels = [str(label) for label in self.labels]
         if len(set(self.labels)) != len(self.labels):
             raise UserError(f"labels repeat a name: {self.labels}")

@@ -84,8 +84,10 @@ def sorted_tags(tags: Iterable[str]) -> list[str]:
 
 
 def _layout(lines: list[str]) -> str:
-    """"sentence" (tokens<TAB>tags), "conll" (token ... tag per line) or "raw" (untagged text per line)."""
-    sample = [line for line in lines[:_FORMAT_SAMPLE_LINES] if line.strip() and not line.startswith("-DOCSTART-")]
+    """ "sentence" (tokens<TAB>tags), "conll" (token ... tag per line) or "raw" (untagged text per line)."""
+    sample = [
+        line for line in lines[:_FORMAT_SAMPLE_LINES] if line.strip() and not line.startswith("-DOCSTART-")
+    ]
     tabbed = [line for line in sample if "\t" in line]
     if tabbed:
         return "sentence" if any(" " in line.split("\t")[-1].strip() for line in tabbed) else "conll"
@@ -202,7 +204,8 @@ def featurize_ner(spec: TaskSpec, tokenizer: Any, examples: list[NerExample]) ->
     tag_ids = _tag_ids(spec, examples)
     budget = spec.max_seq_length - 2
     features = []
-    for w0, w1 in zip(word_bounds[:-1].tolist(), word_bounds[1:].tolist(), strict=True):
+    bounds = zip(word_bounds[:-1].tolist(), word_bounds[1:].tolist(), strict=True)
+    for w0, w1 in tqdm(bounds, total=len(examples), desc="featurizing", unit=" sentences", disable=None):
         t0 = token_starts[w0] if w1 > w0 else 0
         kept = int(np.searchsorted(token_ends[w0:w1] - t0, budget, side="right"))
         tokens = flat[t0 : t0 + (token_ends[w0 + kept - 1] - t0 if kept else 0)]

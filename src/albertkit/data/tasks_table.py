@@ -96,6 +96,8 @@ def _read_jsonl(text: str, path: Path) -> _Table:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return ""  # a null label counts as empty
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
@@ -107,13 +109,18 @@ def _read_table(path: Path) -> _Table:
     return _Table(None, _read_csv(text, path) if suffix == ".csv" else _read_tsv(text))
 
 
+def _position(column: int, width: int) -> int | None:
+    """A (possibly negative) 0-based column index within `width` columns; None when out of range."""
+    index = column + width if column < 0 else column
+    return index if 0 <= index < width else None
+
+
 def _column_index(
     column: str | int, header: list[str] | None, width: int, path: Path, what: str
 ) -> int | None:
     """0-based index of a column given by name or (possibly negative) index; None when the file lacks it."""
     if isinstance(column, int):
-        index = column + width if column < 0 else column
-        return index if 0 <= index < width else None
+        return _position(column, width)
     if header is None:
         raise UserError(
             f"{what} {column!r} is a name but the file has no header row; give a 0-based index", path
@@ -128,14 +135,16 @@ def _is_number(value: str) -> bool:
         return False
 
 
-def _first_row_is_header(spec: TaskSpec, table: _Table, label_index: int | None) -> bool:
-    """Whether the first row names the columns: it repeats the training header, or its label cell is not a label."""
+def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
+    """Whether the first row names the columns: columns are asked for by name, it repeats the training
+    header, or its label cell is no label but looks like a column name."""
     first = [cell.strip() for cell in table.rows[0][1]]
-    names = {spec.text_column, spec.text_pair_column, spec.label_column} - {None}
-    if any(isinstance(name, str) for name in names) or first == spec.column_names:
+    columns = [spec.text_column, spec.text_pair_column, spec.label_column]
+    if any(isinstance(column, str) for column in columns) or first == spec.column_names:
         return True
-    if label_index is None or label_index >= len(first):
-        return False
+    text, pair, label_index = (None if column is None else _position(column, width) for column in columns)
+    if label_index is None or label_index in (text, pair) or label_index >= len(first):
+        return False  # an unlabeled file: only a repeated training header counts
     label = first[label_index]
     if spec.task == "regression":
         return not _is_number(label)
@@ -159,14 +168,7 @@ def read_table_examples(
     header = table.header
     width = len(header) if header is not None else Counter(len(c) for _, c in table.rows).most_common(1)[0][0]
     if header is None:
-        label_index = (
-            _column_index(spec.label_column, None, width, path, "")
-            if isinstance(spec.label_column, int)
-            else None
-        )
-        has_header = (
-            spec.header if spec.header is not None else _first_row_is_header(spec, table, label_index)
-        )
+        has_header = spec.header if spec.header is not None else _first_row_is_header(spec, table, width)
         if has_header:
             header = [cell.strip() for cell in table.rows.pop(0)[1]]
             width = len(header)
