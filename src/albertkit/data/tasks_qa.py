@@ -185,21 +185,24 @@ def featurize_qa(spec: TaskSpec, tokenizer: Any, examples: list[QaExample]) -> l
     the window lacks it or there is none). Features also hold example_id, context, context_offset (index of
     the first context token), char_starts / char_ends and max_context for the window's context tokens.
     """
-    all_words, all_word_starts, words_per_example = [], [], []
-    for example in examples:
-        words, spans = split_words(example.context, "whitespace")
+    # SQuAD asks several questions about each paragraph: tokenize every distinct context once.
+    context_index = {context: i for i, context in enumerate(dict.fromkeys(ex.context for ex in examples))}
+    all_words, all_word_starts, words_per_context = [], [], []
+    for context in context_index:
+        words, spans = split_words(context, "whitespace")
         all_words.extend(words)
         all_word_starts.extend(start for start, _ in spans)
-        words_per_example.append(len(words))
+        words_per_context.append(len(words))
     flat, counts, char_starts, char_ends = _piece_spans(
         tokenizer, all_words, np.array(all_word_starts, np.int64)
     )
-    word_bounds = np.concatenate([[0], np.cumsum(words_per_example)]).astype(np.int64)
+    word_bounds = np.concatenate([[0], np.cumsum(words_per_context)]).astype(np.int64)
     piece_bounds = np.concatenate([[0], np.cumsum(counts)])[word_bounds]
     questions = tokenizer.encode_batch([example.question for example in examples])
     features = []
     for index, example in enumerate(tqdm(examples, desc="featurizing", unit=" questions", disable=None)):
-        p0, p1 = piece_bounds[index], piece_bounds[index + 1]
+        c = context_index[example.context]
+        p0, p1 = piece_bounds[c], piece_bounds[c + 1]
         doc, doc_starts, doc_ends = flat[p0:p1], char_starts[p0:p1], char_ends[p0:p1]
         query = questions[index][: spec.max_query_length]
         window = spec.max_seq_length - len(query) - 3
