@@ -86,34 +86,13 @@ def prepare_pretraining_data(
     if not files:
         raise UserError("no input files given")
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or os.cpu_count() or 1
     stats = CorpusStats()
     chunks = _document_chunks(read_raw_documents(files, stats))
-    split_rng = np.random.default_rng([seed, 2])
-    languages: Counter = Counter()
     with atomic_output_folder(out_dir) as tmp:
         writers = {split: TokenShardWriter(tmp / split, tokenizer.vocab_size) for split in SPLITS}
-        held: TokenizedDocuments | None = None  # the latest document, kept back to become valid if none is
-        with tqdm(desc="tokenizing", unit=" docs", mininterval=1.0) as progress:
-            for documents, chunk_languages in _tokenize_chunks(
-                chunks, tokenizer_dir, lang, whole_word_mask, workers
-            ):
-                languages.update(chunk_languages)
-                progress.update(documents.num_documents)
-                if documents.num_documents == 0:
-                    continue
-                if held is not None:
-                    writers["train"].append(held)
-                to_valid = split_rng.random(documents.num_documents) < valid_fraction
-                last = np.arange(documents.num_documents) == documents.num_documents - 1
-                writers["valid"].append(documents.select(to_valid))
-                writers["train"].append(documents.select(~to_valid & ~last))
-                held = None if to_valid[-1] else documents.select(last)
-        if held is not None:
-            wants_valid = (
-                valid_fraction > 0 and writers["valid"].num_documents == 0 and writers["train"].num_documents
-            )
-            writers["valid" if wants_valid else "train"].append(held)
+        tokenized = _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers)
+        languages = _write_splits(tokenized, writers, valid_fraction, np.random.default_rng([seed, 2]))
         splits = {split: writer.close() for split, writer in writers.items()}
         if splits["train"]["tokens"] == 0:
             raise UserError(
@@ -132,7 +111,7 @@ def prepare_pretraining_data(
             },
             "tokenizer": {
                 "path": str(tokenizer_dir),
-                "spiece_sha256": _sha256(Path(tokenizer_dir) / SPIECE_NAME),
+                "spiece_sha256": hashlib.sha256((Path(tokenizer_dir) / SPIECE_NAME).read_bytes()).hexdigest(),
                 "do_lower_case": tokenizer.do_lower_case,
                 "keep_accents": tokenizer.keep_accents,
             },
@@ -143,11 +122,7 @@ def prepare_pretraining_data(
             "valid_fraction": valid_fraction,
             "seed": seed,
             "inputs": [
-                {
-                    "path": str(f),
-                    "bytes": f.stat().st_size,
-                    "skipped_lines": dict(stats.skipped.get(str(f), {})),
-                }
+                {"path": str(f), "bytes": f.stat().st_size, "skipped_lines": dict(stats.skipped.get(str(f), {}))}
                 for f in files
             ],
             "skipped_lines": stats.skipped_by_reason(),
@@ -185,6 +160,36 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
 
 
+def _write_splits(
+    tokenized: Iterator[tuple[TokenizedDocuments, Counter]],
+    writers: dict[str, TokenShardWriter],
+    valid_fraction: float,
+    rng: np.random.Generator,
+) -> Counter:
+    """Send each document to valid with probability `valid_fraction`, else to train; count them by language.
+
+    The latest document is held back, so that it can go to valid at the end if no other did (with two or more)."""
+    languages: Counter = Counter()
+    held: TokenizedDocuments | None = None
+    with tqdm(desc="tokenizing", unit=" docs", mininterval=1.0) as progress:
+        for documents, chunk_languages in tokenized:
+            languages.update(chunk_languages)
+            progress.update(documents.num_documents)
+            if documents.num_documents == 0:
+                continue
+            if held is not None:
+                writers["train"].append(held)
+            to_valid = rng.random(documents.num_documents) < valid_fraction
+            last = np.arange(documents.num_documents) == documents.num_documents - 1
+            writers["valid"].append(documents.select(to_valid))
+            writers["train"].append(documents.select(~to_valid & ~last))
+            held = None if to_valid[-1] else documents.select(last)
+    if held is not None:
+        wants_valid = valid_fraction > 0 and writers["valid"].num_documents == 0 and writers["train"].num_documents
+        writers["valid" if wants_valid else "train"].append(held)
+    return languages
+
+
 def _check_seq_length(max_seq_length: int, tokenizer_dir: str | Path, config: str | Path | None) -> None:
     from albertkit.config import CONFIG_NAME, AlbertConfig
 
@@ -201,10 +206,6 @@ def _check_seq_length(max_seq_length: int, tokenizer_dir: str | Path, config: st
                 f"max_seq_length {max_seq_length} is above the model's max_position_embeddings {positions}",
                 config,
             )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _document_chunks(documents: Iterator[RawDocument]) -> Iterator[list[RawDocument]]:
