@@ -13,6 +13,7 @@ label always means "swapped"). Masking is ALBERT's n-gram masking of whole words
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import math
 import os
@@ -80,6 +81,8 @@ def prepare_pretraining_data(
     _check_seq_length(max_seq_length, tokenizer_dir, config)
     if whole_word_mask not in (None, "zh"):
         raise UserError(f"whole_word_mask must be None or 'zh', not {whole_word_mask!r}")
+    if whole_word_mask == "zh" and importlib.util.find_spec("jieba") is None:
+        raise UserError("whole-word masking for Chinese needs jieba: pip install jieba")
     if not 0 <= valid_fraction < 1:
         raise UserError(f"valid_fraction must be in [0, 1), not {valid_fraction}")
     files = resolve_text_files(inputs)
