@@ -20,3 +20,62 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+def write_synthetic_corpus(path: Path, documents: int = 40, seed: int = 0) -> Path:
+    """English-like documents from a small grammar: enough structure for MLM and SOP to learn something."""
+    import random
+
+    rng = random.Random(seed)
+    subjects = [
+        "the cat",
+        "a farmer",
+        "my sister",
+        "the old train",
+        "our teacher",
+        "the river",
+        "a small bird",
+    ]
+    verbs = ["watches", "carries", "finds", "paints", "follows", "remembers", "visits"]
+    objects = [
+        "the red door",
+        "a quiet garden",
+        "the morning bus",
+        "two green apples",
+        "the long road",
+        "a warm coat",
+    ]
+    tails = [
+        "before noon",
+        "every winter",
+        "with great care",
+        "near the bridge",
+        "after the rain",
+        "in silence",
+    ]
+    lines = []
+    for _ in range(documents):
+        for _ in range(rng.randint(2, 4)):
+            sentences = [
+                f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(objects)} {rng.choice(tails)}."
+                for _ in range(rng.randint(3, 6))
+            ]
+            lines.append(" ".join(sentences))
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory) -> Path:
+    """A folder with corpus.txt, tok/ (a 70-piece tokenizer) and data/ (prepared for length 64)."""
+    from albertkit.data.pretrain import prepare_pretraining_data
+    from albertkit.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("corpus")
+    corpus = write_synthetic_corpus(root / "corpus.txt", documents=60)
+    train_tokenizer([corpus], root / "tok", vocab_size=70, lang="en")
+    prepare_pretraining_data(
+        [corpus], root / "tok", root / "data", max_seq_length=64, valid_fraction=0.1, workers=1
+    )
+    return root

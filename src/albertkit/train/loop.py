@@ -218,13 +218,16 @@ def train(
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
+            if dist_info.rank > 0:  # only rank 0's RNG is saved; the others get fresh streams of their own
+                torch.manual_seed(config.seed * 1_000_003 + dist_info.rank * 7919 + state["step"])
             step, best_metric, best_step = state["step"], state.get("best_metric"), state.get("best_step")
             evals_without_gain, skipped = state.get("evals_without_gain", 0), state.get("skipped", 0)
             if dist_info.is_main:
                 _truncate_log(run_dir, step)
                 tqdm.write(f"resuming from {found.path} (step {step})")
     else:
-        torch.manual_seed(config.seed)
+        # Each process its own dropout stream (the weights are rank 0's: DDP broadcasts them).
+        torch.manual_seed(config.seed + dist_info.rank)
 
     train_model = model
     if config.compile:
@@ -330,6 +333,10 @@ def train(
             elapsed = time.monotonic() - window_start
             rate = window_tokens * world / max(elapsed, 1e-9)
             total_tokens += window_tokens * world
+            if world > 1:  # each process holds its share of the loss: the mean over processes is the global loss
+                window_loss = torch.as_tensor(window_loss, device=device, dtype=torch.float32)
+                torch.distributed.all_reduce(window_loss)
+                window_loss /= world
             mean_loss = float(window_loss) / window_steps if window_steps else math.nan
             if dist_info.is_main:
                 log.write("train", step, loss=mean_loss, lr=scheduler.get_last_lr()[0], tokens_per_second=rate,

@@ -168,6 +168,7 @@ def run_pretraining(
     options = dataclass_from(PretrainOptions, values)
     tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(train_config.seed)  # the new model's initial weights follow the run's seed
     model = build_pretraining_model(model_dir, options.preset if model_dir is None else None, tokenizer, options.model)
     if options.max_seq_length and options.max_seq_length > model.config.max_position_embeddings:
         raise UserError(
