@@ -391,6 +391,10 @@ def train(
         task.save_model(model, run_dir / "final", asdict(result))
         log.write("end", step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"}, **metrics)
     log.close()
+    if dist_info.is_main:
+        from albertkit.report import write_report
+
+        tqdm.write(f"report: {write_report(run_dir)}")
     if world > 1:
         torch.distributed.barrier()
     return result
