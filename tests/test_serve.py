@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from test_embed import build_model_folders, movie_sentences
 
 from albertkit.embed import Encoder
+from albertkit.metrics import entity_spans
 from albertkit.search import build_index
 from albertkit.serve import create_app
 from albertkit.serve.batcher import MicroBatcher
-from albertkit.serve.tasks import entity_spans
 
 KEY = "s3cret-key"
 TEXTS = ["the film is wonderful .", "boring", "this movie was dull from start to finish .", "our hero"]
@@ -203,14 +203,6 @@ def test_ner(folders: dict[str, Path]) -> None:
         assert {t["label"] for t in result["tokens"]} <= {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
         assert [(e["type"], e["start"], e["end"]) for e in result["entities"]] == entity_spans(
             [t["label"] for t in result["tokens"]])
-
-
-def test_entity_spans() -> None:
-    assert entity_spans(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-PER"]) == [
-        ("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5), ("PER", 5, 6)]
-    assert entity_spans(["B-NAME", "M-NAME", "E-NAME", "S-ORG", "O", "M-ORG", "E-ORG"]) == [
-        ("NAME", 0, 3), ("ORG", 3, 4), ("ORG", 5, 7)]
-    assert entity_spans(["O", "O"]) == [] and entity_spans([]) == []
 
 
 def test_micro_batcher_gathers_splits_and_survives() -> None:

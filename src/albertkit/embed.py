@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from albertkit.data.batching import length_bucketed_batches
 from albertkit.errors import UserError
 
 POOLINGS = ("mean", "cls", "pooler")
@@ -21,12 +22,11 @@ TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of shape (B, longest): sequences scattered into a padded grid in one step."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    mask = np.arange(int(lengths.max())) < lengths[:, None]
-    ids = np.full(mask.shape, pad_id, dtype=np.int64)
-    ids[mask] = np.concatenate(sequences)
-    return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
+    """(input_ids, attention_mask) of shape (B, longest), padded on the right."""
+    from albertkit.data.batching import collate
+
+    batch = collate([{"input_ids": s, "attention_mask": np.ones(len(s), dtype=np.int64)} for s in sequences], pad_id)
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def with_special_tokens(piece_ids: list[list[int]], cls_id: int, sep_id: int, max_length: int) -> list[np.ndarray]:
@@ -89,11 +89,12 @@ class Encoder:
         if not texts:
             return out
         sequences = self.tokenize(list(texts))
-        order = np.argsort([len(s) for s in sequences], kind="stable")[::-1]  # longest first: memory peaks early
+        # Longest first: little padding, and memory peaks at the start rather than after minutes.
+        batches = length_bucketed_batches(np.fromiter(map(len, sequences), np.int64, len(sequences)), batch_size,
+                                          shuffle=False)
         show = len(texts) > 4 * batch_size if show_progress is None else show_progress
         with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch_size), desc="embed", unit="batch", disable=not show):
-                rows = order[start:start + batch_size]
+            for rows in tqdm(batches, desc="embed", unit="batch", disable=not show):
                 input_ids, attention_mask = pad_batch([sequences[i] for i in rows], self.tokenizer.pad_token_id)
                 pooled = self.pool(input_ids.to(self.device), attention_mask.to(self.device), pooling)
                 if normalize:

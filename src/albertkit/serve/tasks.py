@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from albertkit.embed import Encoder, pad_batch
+from albertkit.metrics import entity_spans
 from albertkit.model import (
     AlbertForMaskedLM,
     AlbertForPreTraining,
@@ -18,8 +19,6 @@ from albertkit.model import (
 )
 
 TASKS = ("classify", "embed", "fill-mask", "ner")
-# Entity tag prefixes that open and close a span (BIO, BIOES and BMES schemes).
-OPENING, CLOSING = ("B", "S"), ("E", "S")
 
 
 class TaskModel:
@@ -147,30 +146,3 @@ class TaskModel:
             results.append({"tokens": tokens, "entities": entities})
         return results
 
-
-def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
-    """(type, start, end) spans of a tag sequence in BIO, BIOES or BMES form; end is exclusive.
-
-    A span opens at B-/S- (or at an I-/M-/E- that does not continue a span of its type) and closes at E-/S-,
-    at O, or where the type changes.
-    """
-    spans: list[tuple[str, int, int]] = []
-    kind, start = None, 0
-    for position, tag in enumerate(tags):
-        prefix, _, tag_kind = tag.partition("-")
-        if not tag_kind:  # "O" or a tag without a type
-            if kind is not None:
-                spans.append((kind, start, position))
-            kind = None
-            continue
-        if kind is not None and (prefix in OPENING or tag_kind != kind):
-            spans.append((kind, start, position))
-            kind = None
-        if kind is None:
-            kind, start = tag_kind, position
-        if prefix in CLOSING:
-            spans.append((kind, start, position + 1))
-            kind = None
-    if kind is not None:
-        spans.append((kind, start, len(tags)))
-    return spans
