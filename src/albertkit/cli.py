@@ -85,6 +85,35 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         print(f"embedded {count:,} texts into {args.output}")
 
     p.set_defaults(func=run)
+    p = sub.add_parser("embed-train", help="contrastive fine-tuning for sentence similarity (SimCSE)")
+    p.add_argument("--model", required=True, help="model folder whose encoder is trained")
+    p.add_argument("--out", required=True, help="run folder; the model lands in OUT/final")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--sentences", help="raw sentences, one per line: unsupervised SimCSE (dropout views)")
+    data.add_argument("--pairs", help="sentence1<TAB>sentence2<TAB>label .tsv: supervised, label 1 = paraphrase")
+    p.add_argument("--eval-pairs", help="held-out pairs: Spearman of cosine vs label, before and during training")
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=3e-5)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--seed", type=int, default=0)
+
+    def run_train(args: argparse.Namespace) -> None:
+        from albertkit.train.contrastive import ContrastiveOptions, train_sentence_embeddings
+
+        options = ContrastiveOptions(pooling=args.pooling, temperature=args.temperature, max_length=args.max_length)
+        result, before = train_sentence_embeddings(
+            args.model, args.out, sentences=args.sentences, pairs=args.pairs, eval_pairs=args.eval_pairs,
+            options=options, batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
+            max_steps=args.max_steps, seed=args.seed,
+        )
+        if before is not None:
+            print(f"spearman before {before:.4f}, after {result.final_metrics.get('spearman', float('nan')):.4f}")
+
+    p.set_defaults(func=run_train)
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,15 +44,27 @@ class Encoder:
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", max_length: int = 512):
         from albertkit.checkpoint import load_any_model
-        from albertkit.model import AlbertModel
         from albertkit.tokenizer import AlbertTokenizer
 
-        self.model_dir = Path(model_dir)
-        self.tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-        self.model = load_any_model(model_dir).to(device).eval()
-        self.albert: AlbertModel = self.model if isinstance(self.model, AlbertModel) else self.model.albert
-        self.max_length = min(max_length, self.model.config.max_position_embeddings)
-        self.device = torch.device(device)
+        self._attach(load_any_model(model_dir).to(device).eval(), AlbertTokenizer.from_pretrained(model_dir),
+                     max_length, Path(model_dir))
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, tokenizer: Any, max_length: int = 512) -> Encoder:
+        """An Encoder over a model already in memory (during training, say); its train/eval mode is left alone."""
+        encoder = cls.__new__(cls)
+        encoder._attach(model, tokenizer, max_length, None)
+        return encoder
+
+    def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
+        from albertkit.model import AlbertModel
+
+        self.model_dir = model_dir
+        self.tokenizer = tokenizer
+        self.model = model
+        self.albert: AlbertModel = model if isinstance(model, AlbertModel) else model.albert
+        self.max_length = min(max_length, model.config.max_position_embeddings)
+        self.device = next(model.parameters()).device
 
     @property
     def dimension(self) -> int:
@@ -103,19 +116,28 @@ class Encoder:
         return out
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-        """(B, H) pooled hidden states of one padded batch, computed on the unpadded (real tokens only) path."""
-        hidden, unpadding = self.albert.encode(input_ids, attention_mask)
-        lengths = attention_mask.sum(dim=1)
-        if unpadding is None:  # no padding in this batch: hidden is (B, L, H)
-            hidden = hidden.reshape(-1, hidden.shape[-1])
-        first_rows = torch.cumsum(lengths, 0) - lengths
-        if pooling == "cls":
-            return hidden.index_select(0, first_rows)
-        if pooling == "pooler":
-            return torch.tanh(self.albert.pooler(hidden.index_select(0, first_rows)))
-        row_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
-        sums = hidden.new_zeros(len(lengths), hidden.shape[-1]).index_add_(0, row_of_token, hidden)
-        return sums / lengths[:, None].to(hidden.dtype)
+        """(B, H) pooled hidden states of one padded batch."""
+        return pool_embeddings(self.albert, input_ids, attention_mask, pooling)
+
+
+def pool_embeddings(albert: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    pooling: str) -> torch.Tensor:
+    """(B, H) sentence vectors of a padded batch, computed on the unpadded path (real tokens only).
+
+    pooling: "mean" over the real tokens, "cls" (the first token's hidden state) or "pooler" (tanh layer on it).
+    """
+    hidden, unpadding = albert.encode(input_ids, attention_mask)
+    lengths = attention_mask.sum(dim=1)
+    if unpadding is None:  # no padding in this batch: hidden is (B, L, H)
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+    first_rows = torch.cumsum(lengths, 0) - lengths
+    if pooling == "cls":
+        return hidden.index_select(0, first_rows)
+    if pooling == "pooler":
+        return torch.tanh(albert.pooler(hidden.index_select(0, first_rows)))
+    row_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
+    sums = hidden.new_zeros(len(lengths), hidden.shape[-1]).index_add_(0, row_of_token, hidden)
+    return sums / lengths[:, None].to(hidden.dtype)
 
 
 @dataclass

@@ -1,0 +1,213 @@
+"""Contrastive fine-tuning for sentence embeddings (SimCSE), through the one training loop.
+
+Unsupervised (Gao et al. 2021): each sentence is encoded twice with dropout on; the two views are a positive
+pair, the other sentences of the batch negatives. Supervised: the positives are the labeled paraphrase pairs
+of a file. Both minimise InfoNCE over cosine similarities divided by a temperature. Evaluation: Spearman
+correlation between cosine similarity and the gold score of held-out sentence pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from albertkit.config import AlbertConfig
+from albertkit.embed import (
+    POOLINGS,
+    Encoder,
+    iter_input_texts,
+    pad_batch,
+    pool_embeddings,
+    with_special_tokens,
+)
+from albertkit.errors import UserError
+from albertkit.metrics import spearman
+from albertkit.model import AlbertModel, AlbertOutput
+from albertkit.train.loop import TrainConfig, TrainResult, train
+
+# SimCSE's recipe (batch 64, lr 3e-5, one epoch) with the loop's names.
+CONTRASTIVE_DEFAULTS: dict[str, Any] = dict(batch_size=64, learning_rate=3e-5, epochs=1.0, warmup_ratio=0.0)
+
+
+@dataclass
+class ContrastiveOptions:
+    """The contrastive objective; the loop's settings (batch size, learning rate, ...) are in `TrainConfig`."""
+
+    pooling: str = "mean"
+    temperature: float = 0.05
+    max_length: int = 64
+    dropout: float = 0.1  # the noise that makes the two views of a sentence differ (unsupervised)
+    positive_threshold: float = 1.0  # supervised: pairs scored at least this are positives
+
+
+@dataclass
+class SentencePairs:
+    """Sentence pairs with a gold similarity (a 0/1 paraphrase label or a graded score)."""
+
+    first: list[str]
+    second: list[str]
+    scores: np.ndarray
+
+
+def read_sentence_pairs(path: str | Path, columns: tuple[int, int, int] = (0, 1, 2)) -> SentencePairs:
+    """sentence1, sentence2, score columns of a .tsv/.csv (AFQMC's layout by default); a header row is skipped."""
+    first, second, raw = ([text for _, text in iter_input_texts(path, column)] for column in columns)
+    if raw and not _is_number(raw[0]):
+        first, second, raw = first[1:], second[1:], raw[1:]
+    if not raw:
+        raise UserError("no sentence pairs in the file", path)
+    bad = next((i for i, value in enumerate(raw) if not _is_number(value)), None)
+    if bad is not None:
+        raise UserError(f"score {raw[bad]!r} is not a number", path, bad + 1)
+    return SentencePairs(first, second, np.array(raw, dtype=np.float64))
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def similarity_spearman(encoder: Encoder, pairs: SentencePairs, pooling: str = "mean", batch_size: int = 64) -> float:
+    """Spearman correlation between the cosine similarity of each pair's embeddings and its gold score."""
+    a = encoder.encode(pairs.first, batch_size=batch_size, pooling=pooling, show_progress=False)
+    b = encoder.encode(pairs.second, batch_size=batch_size, pooling=pooling, show_progress=False)
+    return spearman((a * b).sum(axis=1), pairs.scores)
+
+
+class SentenceEncoder(torch.nn.Module):
+    """The encoder with its pooling as `forward`, so that DDP sees the call it wraps."""
+
+    def __init__(self, albert: AlbertModel, pooling: str):
+        super().__init__()
+        self.albert = albert
+        self.config = albert.config  # checkpoints record the model's config
+        self.pooling = pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pool_embeddings(self.albert, input_ids, attention_mask, self.pooling)
+
+
+class ContrastiveTask:
+    """In-batch InfoNCE over (anchor, positive) id sequences; positives None means dropout views (SimCSE)."""
+
+    greater_is_better = True
+
+    def __init__(self, tokenizer: Any, anchors: list[np.ndarray], positives: list[np.ndarray] | None,
+                 eval_pairs: SentencePairs | None, options: ContrastiveOptions, seed: int, info: dict[str, Any]):
+        self.tokenizer = tokenizer
+        self.anchors = anchors
+        self.positives = positives
+        self.eval_pairs = eval_pairs
+        self.options = options
+        self.seed = seed
+        self.info = info
+        self.metric_name = "spearman" if eval_pairs is not None else None
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self.anchors) // batch_size
+
+    def micro_batches(self, batch_size: int, epoch: int, step: int, rank: int, world_size: int,
+                      micro_batch_size: int) -> list[dict[str, torch.Tensor]]:
+        # One forward pass per process: every row's negatives are the other rows of the same pass.
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.anchors))
+        rows = order[step * batch_size:(step + 1) * batch_size][rank::world_size]
+        pad = self.tokenizer.pad_token_id
+        input_ids, attention_mask = pad_batch([self.anchors[i] for i in rows], pad)
+        positives = self.positives if self.positives is not None else self.anchors
+        positive_ids, positive_mask = pad_batch([positives[i] for i in rows], pad)
+        return [{"input_ids": input_ids, "attention_mask": attention_mask,
+                 "positive_input_ids": positive_ids, "positive_attention_mask": positive_mask}]
+
+    def count_items(self, batch: dict[str, torch.Tensor]) -> None:
+        return None
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], num_items: float | None) -> AlbertOutput:
+        anchors = F.normalize(model(batch["input_ids"], batch["attention_mask"]), dim=-1)
+        positives = F.normalize(model(batch["positive_input_ids"], batch["positive_attention_mask"]), dim=-1)
+        similarity = anchors @ positives.T / self.options.temperature
+        return AlbertOutput(loss=F.cross_entropy(similarity, torch.arange(len(similarity), device=similarity.device)))
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        if self.eval_pairs is None:
+            return {}
+        encoder = Encoder.from_model(model.albert, self.tokenizer, self.options.max_length)
+        return {"spearman": similarity_spearman(encoder, self.eval_pairs, self.options.pooling)}
+
+    def save_model(self, model: torch.nn.Module, directory: Path, summary: dict[str, Any]) -> None:
+        from albertkit.checkpoint import write_model_folder
+
+        albert = model.albert
+        # The saved config keeps the folder's own dropout: the extra noise was for training only.
+        albert.config.hidden_dropout_prob, albert.config.attention_probs_dropout_prob = self.info["dropout"]
+        write_model_folder(albert, directory, self.tokenizer,
+                           {"task": "sentence-embeddings", "pooling": self.options.pooling, **self.info,
+                            "summary": summary})
+
+
+def train_sentence_embeddings(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    sentences: str | Path | None = None,
+    pairs: str | Path | None = None,
+    eval_pairs: str | Path | None = None,
+    options: ContrastiveOptions | None = None,
+    **train_flags: Any,
+) -> tuple[TrainResult, float | None]:
+    """Fine-tune the encoder of `model_dir` for sentence similarity; the model lands in `out_dir/final`.
+
+    `sentences` (one per line, or a .tsv/.csv column 0): unsupervised SimCSE. `pairs` (sentence1, sentence2,
+    label columns): supervised, positives where the label reaches `options.positive_threshold`. `eval_pairs`:
+    Spearman correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
+    `train_flags` are `TrainConfig` fields (batch_size, learning_rate, epochs, max_steps, seed, ...).
+    """
+    from albertkit.tokenizer import AlbertTokenizer
+
+    options = options or ContrastiveOptions()
+    if (sentences is None) == (pairs is None):
+        raise UserError("give either sentences (unsupervised SimCSE) or labeled pairs (supervised), not both")
+    if options.pooling not in POOLINGS:
+        raise UserError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
+    config = TrainConfig(**{**CONTRASTIVE_DEFAULTS, **train_flags})
+    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    original = AlbertConfig.from_pretrained(model_dir)
+    albert = AlbertModel.from_pretrained(model_dir, hidden_dropout_prob=options.dropout,
+                                         attention_probs_dropout_prob=options.dropout)
+    max_length = min(options.max_length, albert.config.max_position_embeddings)
+
+    def tokenize(texts: list[str]) -> list[np.ndarray]:
+        return with_special_tokens(tokenizer.encode_batch(texts), tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                   max_length)
+
+    if sentences is not None:
+        texts = [text for _, text in iter_input_texts(sentences, 0 if Path(sentences).suffix in (".tsv", ".csv")
+                                                      else None) if text.strip()]
+        anchors, positives, mode = tokenize(texts), None, "unsupervised"
+    else:
+        labeled = read_sentence_pairs(pairs)
+        keep = np.flatnonzero(labeled.scores >= options.positive_threshold)
+        anchors = tokenize([labeled.first[i] for i in keep])
+        positives, mode = tokenize([labeled.second[i] for i in keep]), "supervised"
+    if len(anchors) < config.batch_size:
+        raise UserError(f"{len(anchors)} training examples, fewer than one batch of {config.batch_size}",
+                        sentences or pairs)
+    held_out = read_sentence_pairs(eval_pairs) if eval_pairs is not None else None
+    info = {"mode": mode, "base_model": str(model_dir), "temperature": options.temperature,
+            "dropout": [original.hidden_dropout_prob, original.attention_probs_dropout_prob]}
+    task = ContrastiveTask(tokenizer, anchors, positives, held_out, options, config.seed, info)
+    model = SentenceEncoder(albert, options.pooling)
+    before = None
+    if held_out is not None:
+        model.eval()
+        before = task.evaluate(model)["spearman"]
+    result = train(model, task, config, out_dir, run_info={"task": "sentence-embeddings", "mode": mode,
+                                                           "spearman_before": before})
+    return result, before
