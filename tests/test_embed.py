@@ -162,6 +162,15 @@ def test_parquet_without_pyarrow_says_what_to_install(folders: dict[str, Path], 
         embed_file(folders["cls"], folders["corpus"], tmp_path / "out.parquet")
 
 
+def test_parquet_output(folders: dict[str, Path], encoder: Encoder, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert embed_file(folders["cls"], folders["corpus"], tmp_path / "out.parquet", chunk_size=150) == 400
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column("row").to_pylist() == list(range(400))
+    texts = folders["corpus"].read_text(encoding="utf-8").splitlines()
+    np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), encoder.encode(texts), atol=2e-6)
+
+
 def test_cli_embed(folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "corpus.npy"
     assert main(["embed", "--model", str(folders["cls"]), "--input", str(folders["corpus"]), "--output", str(out),
