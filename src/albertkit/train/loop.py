@@ -264,7 +264,8 @@ def train(
         model.train()
         if dist_info.is_main:
             log.write("eval", step, **metrics)
-            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}  # not confusion matrices
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
         return metrics
 
     start_time, last_save_time = time.monotonic(), time.monotonic()
