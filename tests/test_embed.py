@@ -115,7 +115,7 @@ def test_bad_pooling_and_pooler_without_pooler(folders: dict[str, Path], encoder
 
 def test_input_columns(tmp_path: Path) -> None:
     tsv = tmp_path / "data.tsv"
-    tsv.write_text("sentence\tlabel\ngood film\t1\nbad \"film\t0\n", encoding="utf-8")
+    tsv.write_text("sentence\tlabel\ngood film\t1\nbad \"film\t0\n\n", encoding="utf-8")
     assert list(iter_input_texts(tsv)) == [(2, "good film"), (3, 'bad "film')]
     assert list(iter_input_texts(tsv, "label")) == [(2, "1"), (3, "0")]
     assert list(iter_input_texts(tsv, 1)) == [(1, "label"), (2, "1"), (3, "0")]  # an index: no header

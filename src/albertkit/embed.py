@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from albertkit.data.batching import length_bucketed_batches
+from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
 
 POOLINGS = ("mean", "cls", "pooler")
@@ -24,8 +24,6 @@ TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of shape (B, longest), padded on the right."""
-    from albertkit.data.batching import collate
-
     batch = collate([{"input_ids": s, "attention_mask": np.ones(len(s), dtype=np.int64)} for s in sequences], pad_id)
     return batch["input_ids"], batch["attention_mask"]
 
@@ -205,6 +203,8 @@ def _table_texts(
     else:
         lines = _prepend(first, lines)
     for number, line in lines:
+        if not line.strip():  # a blank line is no row of the table
+            continue
         fields = _split_row(line, delimiter)
         if index >= len(fields):
             raise UserError(f"line has {len(fields)} columns, text column {index} is missing", path, number)
@@ -214,14 +214,6 @@ def _table_texts(
 def _prepend(item: tuple[int, str], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
     yield item
     yield from rest
-
-
-def read_input_texts(path: str | Path, text_column: str | int | None = None) -> list[str]:
-    """All texts of a file (see `iter_input_texts`); an empty file is a UserError."""
-    texts = [text for _, text in iter_input_texts(path, text_column)]
-    if not texts:
-        raise UserError("no texts in the file", path)
-    return texts
 
 
 def embed_file(
