@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: quickstart test lint install install-dev
+.PHONY: quickstart test lint install install-dev browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install-dev: $(BIN)/python
 quickstart: install
 	$(BIN)/albertkit quickstart
 
-test: install-dev
+# Headless Chromium and Node for the browser tests (demo page, report); they skip when these are absent.
+browser-deps:
+	@command -v chromium >/dev/null && command -v npm >/dev/null || \
+		(command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		 apt-get install -y -qq chromium nodejs npm >/dev/null) || \
+		echo "chromium/npm not installed: the browser tests will be skipped"
+
+test: install-dev browser-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
