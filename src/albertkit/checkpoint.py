@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -77,12 +78,25 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as err:
             raise UserError(f"corrupt or truncated weights file ({err})", safetensors_path) from err
     if pickle_path.is_file():
-        try:
-            # weights_only: a pickle can run code; only tensors and plain containers are accepted.
-            return torch.load(pickle_path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise UserError(f"refusing to load: not a plain weights file ({str(err).splitlines()[0]})", pickle_path) from err
+        return load_torch_file(pickle_path)
     raise UserError(f"no {WEIGHTS_NAME} or {PICKLE_WEIGHTS_NAME} in {directory}: not a model folder")
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """`torch.load` with weights_only=True: a pickle that would call anything but tensor and container builders is
+    refused (its code never runs), and a truncated or foreign file is a UserError, both naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message advises weights_only=False, which albertkit never does: name the blocked callable instead.
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if blocked:
+            raise UserError(f"refusing to load: the pickle would call {blocked.group(1)}; only tensors and plain "
+                            "containers are accepted", path) from None
+        raise UserError("not a PyTorch weights file (unreadable pickle)", path) from None
+    except (RuntimeError, EOFError) as err:
+        detail = str(err).splitlines()[0].split(". ")[0] if str(err) else "empty file"
+        raise UserError(f"corrupt or truncated file ({detail})", path) from None
 
 
 def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from albertkit.checkpoint import model_state_for_saving, write_text_atomic
+from albertkit.checkpoint import load_torch_file, model_state_for_saving, write_text_atomic
 from albertkit.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -132,5 +132,5 @@ def load_trainer_state(checkpoint: Checkpoint) -> tuple[dict[str, torch.Tensor],
     from safetensors.torch import load_file
 
     weights = load_file(str(checkpoint.path / "model.safetensors"))
-    state = torch.load(checkpoint.path / TRAINER_STATE, map_location="cpu", weights_only=True)
+    state = load_torch_file(checkpoint.path / TRAINER_STATE)
     return weights, state
