@@ -99,6 +99,15 @@ def load_torch_file(path: str | Path) -> Any:
         raise UserError(f"corrupt or truncated file ({detail})", path) from None
 
 
+def check_tokenizer_matches(tokenizer: Any, config: Any, path: str | Path | None = None) -> None:
+    """A tokenizer of another vocabulary size would index past the embeddings or silently shift every id."""
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UserError(
+            f"the tokenizer has {tokenizer.vocab_size} pieces but the model's vocabulary is {config.vocab_size}:"
+            " use the tokenizer the model was trained with", path,
+        )
+
+
 def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Rename keys between a bare encoder (`embeddings.…`) and a model with heads (`albert.embeddings.…`)."""
     prefix = f"{model.base_model_prefix}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,11 @@ class Encoder:
         return encoder
 
     def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
+        from albertkit.checkpoint import check_tokenizer_matches
         from albertkit.model import AlbertModel
+        from albertkit.tokenizer import SPIECE_NAME
 
+        check_tokenizer_matches(tokenizer, model.config, model_dir / SPIECE_NAME if model_dir else None)
         self.model_dir = model_dir
         self.tokenizer = tokenizer
         self.model = model
@@ -154,12 +158,15 @@ class TextColumn:
         return cls(name=str(spec))
 
 
-def iter_input_texts(path: str | Path, text_column: str | int | None = None) -> Iterator[tuple[int, str]]:
+def iter_input_texts(
+    path: str | Path, text_column: str | int | None = None, skipped: Counter | None = None
+) -> Iterator[tuple[int, str]]:
     """(line number, text) of each data row of a text, .jsonl, .tsv or .csv file (optionally .gz), streamed.
 
     Plain text: every line is a text. .jsonl: the "text" field. .tsv/.csv: a column given by header name or
     0-based index; without one, a header holding a usual name (text, sentence, text_a, ...) picks the column,
-    else column 0 of every line.
+    else column 0 of every line. Blank lines of a table are no rows: they are counted in `skipped`. A row
+    with another number of columns than the first line is a UserError naming its line.
     """
     from albertkit.data.textfiles import iter_text_lines
 
@@ -170,7 +177,7 @@ def iter_input_texts(path: str | Path, text_column: str | int | None = None) -> 
     suffix = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
     lines = ((number, text) for _, number, text in iter_text_lines(path))
     if suffix in (".tsv", ".csv"):
-        yield from _table_texts(path, lines, column, "\t" if suffix == ".tsv" else ",")
+        yield from _table_texts(path, lines, column, "\t" if suffix == ".tsv" else ",", skipped)
         return
     if column.name not in (None, "text") or column.index not in (None, 0):
         raise UserError("only .tsv and .csv files have text columns (.jsonl files use the \"text\" field)", path)
@@ -184,9 +191,13 @@ def _split_row(line: str, delimiter: str) -> list[str]:
 
 
 def _table_texts(
-    path: Path, lines: Iterator[tuple[int, str]], column: TextColumn, delimiter: str
+    path: Path, lines: Iterator[tuple[int, str]], column: TextColumn, delimiter: str, skipped: Counter | None
 ) -> Iterator[tuple[int, str]]:
+    skipped = Counter() if skipped is None else skipped
     first = next(lines, None)
+    while first is not None and not first[1].strip():
+        skipped["blank line"] += 1
+        first = next(lines, None)
     if first is None:
         return
     header = _split_row(first[1], delimiter)
@@ -204,10 +215,15 @@ def _table_texts(
         lines = _prepend(first, lines)
     for number, line in lines:
         if not line.strip():  # a blank line is no row of the table
+            skipped["blank line"] += 1
             continue
         fields = _split_row(line, delimiter)
         if index >= len(fields):
             raise UserError(f"line has {len(fields)} columns, text column {index} is missing", path, number)
+        if len(fields) != len(header):  # a stray separator would shift the columns: never guess which one is text
+            hint = "a tab inside a text?" if delimiter == "\t" else "quote texts that hold commas"
+            raise UserError(f"line has {len(fields)} columns but line {first[0]} has {len(header)} ({hint})",
+                            path, number)
         yield number, fields[index]
 
 
@@ -238,9 +254,16 @@ def embed_file(
         raise UserError("output must end in .npy or .parquet", output_path)
     if suffix == ".parquet":
         _require_pyarrow()
-    count = sum(1 for _ in iter_input_texts(input_path, text_column))  # first pass: validates and sizes the output
-    if count == 0:
-        raise UserError("no texts in the file", input_path)
+    # First pass: validates the file and sizes the output.
+    skipped: Counter = Counter()
+    count = blank = 0
+    for _, text in iter_input_texts(input_path, text_column, skipped):
+        count += 1
+        blank += not text.strip()
+    if count == blank:
+        raise UserError("no texts in the file" + (": every text is blank" if count else ""), input_path)
+    if skipped["blank line"]:
+        print(f"{input_path}: skipped {skipped['blank line']:,} blank line(s) of the table")
     encoder = Encoder(model_dir)
 
     def chunks() -> Iterator[list[str]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from albertkit.checkpoint import write_model_folder
+from albertkit.checkpoint import check_tokenizer_matches, write_model_folder
 from albertkit.config import AlbertConfig
 from albertkit.errors import UserError
 from albertkit.model import IGNORE_INDEX, AlbertForPreTraining
@@ -136,11 +136,7 @@ def build_pretraining_model(
         model = AlbertForPreTraining(config)
     else:
         raise UserError("give --model DIR to continue pretraining, or --preset NAME with --tokenizer DIR")
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise UserError(
-            f"the tokenizer has {tokenizer.vocab_size} pieces but the model's vocabulary is {model.config.vocab_size}:"
-            " use the tokenizer the model was trained with"
-        )
+    check_tokenizer_matches(tokenizer, model.config)
     return model
 
 
