@@ -6,6 +6,7 @@ import glob
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -69,6 +70,8 @@ def _iter_plain(path: Path) -> Iterator[tuple[Path, int, str]]:
             raise UserError(
                 f"invalid UTF-8 ({err.reason}); save the file as UTF-8", path, _bad_utf8_line(path)
             ) from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # raised only by .gz files
+            raise UserError(f"corrupt or truncated gzip file ({err})", path, line_number + 1) from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[Path, int, str]]:
