@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,29 @@ def merge_config(
     return {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
 
 
-def dataclass_from(cls: type, values: dict[str, Any]) -> Any:
-    """An instance of dataclass `cls` from the keys of `values` that are its fields."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+def dataclass_from(cls: type, values: dict[str, Any], source: str | Path | None = None) -> Any:
+    """An instance of dataclass `cls` from the keys of `values` that are its fields, each checked against the
+    field's type; a mismatch is a UserError naming `source` (the config file)."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _typed(f.name, values[f.name], hints[f.name], source)
+                  for f in dataclasses.fields(cls) if f.name in values})
+
+
+def _typed(name: str, value: Any, hint: Any, source: str | Path | None) -> Any:
+    """`value` as the type `hint` (int, float, str, bool, dict, each optionally | None), or a UserError."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed = tuple(typing.get_origin(t) or t for t in allowed)  # dict[str, Any] -> dict
+    if Any in allowed or (value is None and type(None) in allowed):
+        return value
+    if float in allowed and isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        except ValueError:
+            pass
+    if isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)):
+        return value
+    expected = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise UserError(f"{name} must be {expected}, not {value!r}", source)
 
 
 def field_names(*classes: type) -> set[str]:

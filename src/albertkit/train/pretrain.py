@@ -160,8 +160,9 @@ def run_pretraining(
         {**PRETRAIN_DEFAULTS, **load_yaml_config(config_path)},
         flags, field_names(TrainConfig, PretrainOptions), config_path,
     )
-    train_config = dataclass_from(TrainConfig, values)
-    options = dataclass_from(PretrainOptions, values)
+    train_config = dataclass_from(TrainConfig, values, config_path)
+    options = dataclass_from(PretrainOptions, values, config_path)
+    merge_config(options.model, {}, field_names(AlbertConfig) - {"extra"}, config_path)  # unknown `model:` keys
     tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(train_config.seed)  # the new model's initial weights follow the run's seed
