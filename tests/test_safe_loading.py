@@ -1,4 +1,5 @@
-"""Safe loading: pickles with a payload are refused before their code runs, and the server binds loopback.
+"""Safe loading: pickles with a payload are refused before their code runs, only complete checkpoints are
+resumed from, and the server binds loopback.
 
 The payload of every malicious file here would create a marker file; each test asserts that it never appears.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -133,6 +135,29 @@ def test_resume_skips_a_tampered_checkpoint_without_running_it(tmp_path: Path, c
     assert f"skipping checkpoint {checkpoint}: trainer_state.pt is" in caplog.text
     assert f"resuming from {checkpoint.with_name('step-00000003')} (step 3)" in capsys.readouterr().out
     assert not marker.exists()
+
+
+def test_a_checkpoint_write_killed_before_its_rename_is_never_loaded(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "straight")
+    rename = os.replace
+
+    def killed_at_step_6(source, target):
+        if Path(source).name == ".tmp-step-00000006":
+            raise Crash  # the process dies with every file of step 6 written, before the folder is renamed
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_at_step_6)
+    with pytest.raises(Crash):
+        train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed")
+    monkeypatch.undo()
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".tmp-step-00000006", "step-00000003"]
+    assert [c.step for c in ckpt.list_checkpoints(checkpoints)] == [3]
+    result = train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed", resume=True)
+    assert result.steps == 12 and not list(checkpoints.glob(".tmp-*"))
+    straight, resumed = (load_file(str(tmp_path / run / "final" / WEIGHTS_NAME)) for run in ("straight", "killed"))
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
 
 
 def test_source_loads_pickles_only_with_weights_only() -> None:
