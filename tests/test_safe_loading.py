@@ -94,6 +94,18 @@ def test_damaged_pickled_weights_are_one_line_errors(folders: dict[str, Path], t
     assert "\n" not in str(caught.value)
 
 
+def test_truncated_safetensors_is_a_one_line_error(folders: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "truncated"
+    shutil.copytree(folders["cls"], folder)
+    weights = folder / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["embed", "--model", str(folder), "--input", str(folders["corpus"]),
+                 "--output", str(tmp_path / "vectors.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"albertkit: error: {weights}: corrupt or truncated weights file (") and err.count("\n") == 1
+
+
 def crashed_run(run_dir: Path) -> Path:
     """A toy training run that crashed after its step-3 and step-6 checkpoints; returns the step-6 folder."""
     with pytest.raises(Crash):
