@@ -52,7 +52,7 @@ def dataclass_from(cls: type, values: dict[str, Any], source: str | Path | None 
 
 def _typed(name: str, value: Any, hint: Any, source: str | Path | None) -> Any:
     """`value` as the type `hint` (int, float, str, bool, dict, each optionally | None), or a UserError."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     allowed = tuple(typing.get_origin(t) or t for t in allowed)  # dict[str, Any] -> dict
     if Any in allowed or (value is None and type(None) in allowed):
         return value
