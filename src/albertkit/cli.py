@@ -226,6 +226,102 @@ TRAINING_FLAGS = (
 )
 
 
+def _column(value: str) -> str | int:
+    """A column given as a 0-based index (negative from the end) or a header name."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a task head: classification, pair, regression, ner or qa")
+    p.add_argument("--task", required=True, choices=["classification", "pair", "regression", "ner", "qa"])
+    p.add_argument("--model", required=True, help="pretrained model folder (albertkit or any HF ALBERT folder)")
+    p.add_argument("--train", required=True, help="training file: TSV/CSV/JSONL, CoNLL or chars<TAB>tags, SQuAD JSON")
+    p.add_argument("--dev", required=True, help="dev file, same format; picks the best model and early stopping")
+    p.add_argument("--test", default=None, help="evaluated with the best model at the end (test_metrics.json)")
+    p.add_argument("--out", required=True, help="run folder: logs, checkpoints, best/ and final/ models, report")
+    p.add_argument("--text-column", type=_column, default=None, help="name or 0-based index (default 0)")
+    p.add_argument("--text-pair-column", type=_column, default=None, help="second text of pairs (default 1)")
+    p.add_argument("--label-column", type=_column, default=None, help="name or index (default: the last column)")
+    header = p.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None, help="files have a header row")
+    header.add_argument("--no-header", dest="header", action="store_false", help="files have no header row")
+    p.add_argument("--max-seq-length", type=int, default=None, help="default 128 (384 for qa)")
+    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap of context windows (default 128)")
+    p.add_argument("--max-query-length", type=int, default=None, help="qa: question tokens kept (default 64)")
+    p.add_argument("--lora-r", type=int, default=None, help="train LoRA adapters of this rank instead of all weights")
+    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling (default 2 x rank)")
+    p.add_argument("--lora-dropout", type=float, default=None)
+    p.add_argument("--freeze-encoder", action="store_true", default=None, help="train the task head only")
+    p.add_argument("--early-stopping-patience", type=int, default=None,
+                   help="evaluations without improvement on dev before stopping")
+    add_training_flags(p)
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.train.finetune import run_finetuning
+
+        flags = {name: getattr(args, name) for name in (*TRAINING_FLAGS, "early_stopping_patience", "text_column",
+                 "text_pair_column", "label_column", "header", "max_seq_length", "doc_stride", "max_query_length",
+                 "lora_r", "lora_alpha", "lora_dropout", "freeze_encoder")}
+        run_finetuning(args.task, args.model, args.train, args.dev, args.out, test_path=args.test,
+                       config_path=args.config, resume=args.resume, **flags)
+
+    p.set_defaults(func=run)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labeled file, as JSON")
+    p.add_argument("--model", required=True, help="fine-tuned model folder (e.g. OUT/best)")
+    p.add_argument("--data", required=True, help="labeled file in the training file's format")
+    p.add_argument("--output", default=None, help="JSON file for the metrics (default: printed only)")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    def run(args: argparse.Namespace) -> None:
+        import json
+
+        from albertkit.predict import evaluate_model
+
+        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size), indent=2,
+                         ensure_ascii=False))
+
+    p.set_defaults(func=run)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predictions of a fine-tuned model for every example of a file")
+    p.add_argument("--model", required=True, help="fine-tuned model folder (e.g. OUT/best)")
+    p.add_argument("--input", required=True, help="file in the training file's format; labels may be absent")
+    p.add_argument("--output", required=True, help="FILE.jsonl (labels, probabilities, entities, answers) or FILE.csv")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.predict import predict_file
+
+        count = predict_file(args.model, args.input, args.output, args.batch_size)
+        print(f"wrote {count:,} predictions to {args.output}")
+
+    p.set_defaults(func=run)
+
+
+def _add_quickstart(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quickstart", help="the whole chain on the bundled sample (or --data DIR) in a few minutes")
+    p.add_argument("--out", default="quickstart-run", help="run folder (default quickstart-run)")
+    p.add_argument("--data", default=None,
+                   help="your data: a folder with corpus text (*.txt/*.jsonl/*.gz) and train.tsv, dev.tsv")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the bundled sample")
+    p.add_argument("--pretrain-minutes", type=float, default=2.0, help="pretraining time budget")
+    p.add_argument("--seed", type=int, default=0)
+
+    def run(args: argparse.Namespace) -> None:
+        from albertkit.quickstart import run_quickstart
+
+        run_quickstart(args.out, args.data, args.lang, pretrain_minutes=args.pretrain_minutes, seed=args.seed)
+
+    p.set_defaults(func=run)
+
+
 def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
     p = pretrain_sub.add_parser("run", help="pretrain with masked LM + sentence-order prediction")
     p.add_argument("--data", required=True, help="folder written by `albertkit pretrain prepare`")
@@ -296,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_model, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
+    for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
     return parser
 

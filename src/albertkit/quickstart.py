@@ -1,0 +1,136 @@
+"""`albertkit quickstart`: the whole chain on the bundled sample (or your data) in a few minutes.
+
+tokenizer → prepare → pretrain (MLM + SOP) → fine-tune (sentiment) → evaluate → fill-mask → nearest neighbours,
+each step writing into one run folder that a person can open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from albertkit.errors import UserError
+
+FILL_MASK_EXAMPLES = {
+    "en": ["The train leaves the [MASK] at noon.", "She planted tomatoes in the [MASK].", "We cooked [MASK] for dinner."],
+    "zh": ["今天的[MASK]气很好。", "我们坐火[MASK]去北京。", "他在厨房里做[MASK]。"],
+}
+NEIGHBOUR_QUERIES = {
+    "en": ["The food was wonderful.", "The service was slow and rude."],
+    "zh": ["这家店的菜很好吃。", "服务太慢了，很失望。"],
+}
+
+
+@dataclass
+class QuickstartData:
+    corpus: list[Path]
+    train: Path
+    dev: Path
+    lang: str
+
+
+def locate_data(data_dir: str | Path | None, lang: str) -> QuickstartData:
+    """The bundled sample, or DIR with corpus text (*.txt, *.jsonl, *.gz, or a corpus/ folder) and train/dev TSVs."""
+    from albertkit.samples import sample_path
+
+    if data_dir is None:
+        return QuickstartData([sample_path(lang, "corpus.txt")], sample_path(lang, "sentiment_train.tsv"),
+                              sample_path(lang, "sentiment_dev.tsv"), lang)
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError("not a folder", data_dir)
+    train, dev = data_dir / "train.tsv", data_dir / "dev.tsv"
+    for path in (train, dev):
+        if not path.is_file():
+            raise UserError(f"--data needs {path.name} (TSV: text<TAB>label) beside the corpus", data_dir)
+    corpus = [p for p in sorted(data_dir.iterdir()) if p.name not in ("train.tsv", "dev.tsv")
+              and (p.is_dir() or p.suffix in (".txt", ".jsonl", ".gz", ".tokens"))]
+    if not corpus:
+        raise UserError("--data needs corpus text (*.txt, *.jsonl, *.gz or a folder of them) beside train.tsv", data_dir)
+    return QuickstartData(corpus, train, dev, lang)
+
+
+def _say(step: int, text: str) -> None:
+    print(f"\n[{step}/7] {text}", flush=True)
+
+
+def run_quickstart(
+    out_dir: str | Path = "quickstart-run", data_dir: str | Path | None = None, lang: str = "en",
+    pretrain_minutes: float = 2.0, vocab_size: int | None = None, seed: int = 0,
+) -> dict[str, Any]:
+    """Run the chain and return (and write to OUT/summary.json) what each step produced."""
+    from albertkit.data.pretrain import prepare_pretraining_data
+    from albertkit.search import build_index, query_index
+    from albertkit.serve.tasks import TaskModel
+    from albertkit.tokenizer import train_tokenizer
+    from albertkit.train.finetune import run_finetuning
+    from albertkit.train.pretrain import run_pretraining
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    data = locate_data(data_dir, lang)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"data": {"corpus": [str(p) for p in data.corpus], "train": str(data.train),
+                                        "dev": str(data.dev)}, "lang": lang}
+
+    _say(1, "training a SentencePiece tokenizer")
+    vocab = vocab_size or (3000 if data_dir is None else 8000)
+    tokenizer = train_tokenizer(data.corpus, out / "tokenizer", vocab_size=vocab, lang=lang)
+    summary["tokenizer"] = {"folder": str(out / "tokenizer"), "vocab_size": tokenizer.vocab_size}
+
+    _say(2, "preparing pretraining data (sentences, SOP pairs, token shards)")
+    prepared = prepare_pretraining_data(data.corpus, out / "tokenizer", out / "data", max_seq_length=128, lang=lang,
+                                        valid_fraction=0.05, seed=seed)
+    summary["prepared"] = {k: prepared[k] for k in ("documents", "sentences", "tokens")}
+
+    _say(3, f"pretraining a tiny ALBERT with MLM + SOP ({pretrain_minutes:g} minutes)")
+    pretrain = run_pretraining(
+        out / "data", out / "pretrain", preset="tiny", max_steps=600, time_budget_minutes=pretrain_minutes,
+        batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=100, log_every=10, save_every_minutes=None,
+        seed=seed,
+    )
+    summary["pretrain"] = {"steps": pretrain.steps, "metrics": pretrain.final_metrics,
+                           "folder": str(out / "pretrain" / "final"), "report": str(out / "pretrain" / "report.html")}
+
+    _say(4, "fine-tuning it for sentiment classification")
+    finetune = run_finetuning(
+        "classification", out / "pretrain" / "final", data.train, data.dev, out / "finetune", epochs=6,
+        batch_size=16, learning_rate=2e-4, seed=seed,
+    )
+    summary["finetune"] = {"best_metric": finetune.best_metric, "best_step": finetune.best_step,
+                           "folder": str(out / "finetune" / "best"), "report": str(out / "finetune" / "report.html")}
+
+    _say(5, "evaluating the best model on the dev set")
+    from albertkit.predict import evaluate_model
+
+    summary["evaluate"] = evaluate_model(out / "finetune" / "best", data.dev, output=out / "dev_metrics.json")
+    print(json.dumps(summary["evaluate"], indent=2))
+
+    _say(6, "fill-mask with the pretrained model")
+    masked_lm = TaskModel(out / "pretrain" / "final")
+    examples = FILL_MASK_EXAMPLES.get(lang, FILL_MASK_EXAMPLES["en"]) if data_dir is None else []
+    fills = masked_lm.fill_mask([(text, 3) for text in examples]) if examples else []
+    summary["fill_mask"] = []
+    for text, result in zip(examples, fills, strict=True):
+        candidates = [c["token"] for c in result[0]]
+        summary["fill_mask"].append({"text": text, "candidates": candidates})
+        print(f"  {text}  →  {', '.join(candidates)}")
+
+    _say(7, "nearest neighbours among the dev sentences (fine-tuned encoder, mean pooling)")
+    build_index(out / "finetune" / "best", data.dev, out / "index", text_column="sentence" if data_dir is None else 0)
+    queries = NEIGHBOUR_QUERIES.get(lang, NEIGHBOUR_QUERIES["en"])
+    summary["neighbours"] = []
+    for query, hits in zip(queries, query_index(out / "index", queries, k=3), strict=True):
+        summary["neighbours"].append({"query": query, "hits": [{"text": h.text, "score": h.score} for h in hits]})
+        print(f"  {query}")
+        for hit in hits:
+            print(f"      {hit.score:.3f}  {hit.text}")
+
+    summary["minutes"] = round((time.perf_counter() - started) / 60, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    print(f"\ndone in {summary['minutes']} minutes. Open {out / 'pretrain' / 'report.html'} and "
+          f"{out / 'finetune' / 'report.html'}; everything is in {out}/")
+    return summary

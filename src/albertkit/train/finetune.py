@@ -1,0 +1,211 @@
+"""Fine-tuning wiring: task heads on a pretrained ALBERT, through the one training loop.
+
+Classification, sentence pairs, regression, NER and extractive QA; length-bucketed batches with dynamic
+padding; the best model on the dev metric kept in OUT/best; optional LoRA (peft) or a frozen encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from albertkit.checkpoint import write_model_folder
+from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.data.tasks import TaskSpec, featurize, read_examples, read_train_examples
+from albertkit.errors import UserError
+from albertkit.metrics import primary_metric
+from albertkit.model import (
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+)
+from albertkit.predict import evaluate_features
+from albertkit.run_config import (
+    dataclass_from,
+    field_names,
+    load_yaml_config,
+    merge_config,
+    save_effective_config,
+)
+from albertkit.train.loop import TrainConfig, TrainResult, train
+
+HEADS = {
+    "classification": AlbertForSequenceClassification,
+    "pair": AlbertForSequenceClassification,
+    "regression": AlbertForSequenceClassification,
+    "ner": AlbertForTokenClassification,
+    "qa": AlbertForQuestionAnswering,
+}
+# Linear layers LoRA adapts: every projection of ALBERT's shared layer (so each adapter serves all layers).
+LORA_TARGETS = ["query", "key", "value", "dense", "ffn", "ffn_output"]
+HEAD_MODULES = {"classification": ["classifier"], "pair": ["classifier"], "regression": ["classifier"],
+                "ner": ["classifier"], "qa": ["qa_outputs"]}
+
+FINETUNE_DEFAULTS: dict[str, Any] = dict(
+    optimizer="adamw", learning_rate=5e-5, batch_size=32, epochs=3.0, warmup_ratio=0.1, weight_decay=0.01,
+    log_every=20, save_every_minutes=30.0,
+)
+
+
+@dataclass
+class FinetuneOptions:
+    """How to read the task's files and which parameters train; the loop's settings are in `TrainConfig`."""
+
+    text_column: str | int | None = None
+    text_pair_column: str | int | None = None
+    label_column: str | int | None = None
+    header: bool | None = None
+    max_seq_length: int | None = None
+    doc_stride: int | None = None
+    max_query_length: int | None = None
+    lora_r: int | None = None
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.1
+    freeze_encoder: bool = False
+    eval_batch_size: int = 64
+
+
+class FinetuningTask:
+    """A labeled task for the training loop; evaluation decodes dev predictions and scores them."""
+
+    def __init__(self, spec: TaskSpec, tokenizer: Any, train_features: list[dict[str, Any]],
+                 dev_examples: list[Any], dev_features: list[dict[str, Any]], seed: int, eval_batch_size: int):
+        self.spec, self.tokenizer, self.seed = spec, tokenizer, seed
+        self.train_features, self.dev_examples, self.dev_features = train_features, dev_examples, dev_features
+        self.lengths = np.array([len(f["input_ids"]) for f in train_features])
+        self.eval_batch_size = eval_batch_size
+        self.metric_name = primary_metric(spec.task)
+        self.greater_is_better = self.metric_name != "mse"
+        self._epoch_batches: tuple[int, list[np.ndarray]] | None = None
+
+    def _batches(self, batch_size: int, epoch: int) -> list[np.ndarray]:
+        """The epoch's full batches of similar lengths, in a shuffled order fixed by (seed, epoch)."""
+        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
+            size = min(batch_size, len(self.lengths))
+            batches = length_bucketed_batches(self.lengths, size, shuffle=True, seed=self.seed, epoch=epoch)
+            self._epoch_batches = (epoch, [b for b in batches if len(b) == size])
+        return self._epoch_batches[1]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self._batches(batch_size, 0))
+
+    def micro_batches(self, batch_size, epoch, step, rank, world_size, micro_batch_size):
+        rows = self._batches(batch_size, epoch)[step]
+        share = len(rows) // world_size
+        rows = rows[rank * share : (rank + 1) * share]
+        return [collate([self.train_features[i] for i in rows[start : start + micro_batch_size]],
+                        self.tokenizer.pad_token_id) for start in range(0, len(rows), micro_batch_size)]
+
+    def count_items(self, batch):
+        return None
+
+    def loss(self, model, batch, num_items):
+        return model(**batch)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        return evaluate_features(model, self.spec, self.dev_examples, self.dev_features, self.eval_batch_size,
+                                 self.tokenizer.pad_token_id)
+
+    def save_model(self, model: torch.nn.Module, directory: Path, summary: dict[str, Any]) -> None:
+        write_model_folder(plain_model(model), directory, self.tokenizer,
+                           {"task": self.spec.task, "task_spec": self.spec.to_dict(), "summary": summary})
+
+
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as a plain ALBERT: LoRA adapters merged into a copy's weights, the training model untouched."""
+    if hasattr(model, "merge_and_unload"):
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneOptions) -> torch.nn.Module:
+    """The task's head on the encoder of `model_dir`, with LoRA or a frozen encoder when asked."""
+    overrides: dict[str, Any] = {"id2label": spec.id2label if spec.task not in ("regression", "qa") else None}
+    if spec.task == "regression":
+        overrides.update(id2label={0: "LABEL_0"}, problem_type="regression")
+    model = HEADS[spec.task].from_pretrained(model_dir, **overrides)
+    if model.config.max_position_embeddings < spec.max_seq_length:
+        raise UserError(f"max_seq_length {spec.max_seq_length} is above the model's max_position_embeddings "
+                        f"{model.config.max_position_embeddings}", Path(model_dir) / "config.json")
+    if options.freeze_encoder:
+        for param in model.albert.parameters():
+            param.requires_grad_(False)
+    if options.lora_r:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:
+            raise UserError("LoRA needs peft: pip install 'albertkit[train]' (or pip install peft)") from err
+        lora = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha or 2 * options.lora_r,
+                          lora_dropout=options.lora_dropout, target_modules=LORA_TARGETS,
+                          modules_to_save=HEAD_MODULES[spec.task])
+        model = get_peft_model(model, lora)
+    return model
+
+
+def _task_spec(task: str, options: FinetuneOptions) -> TaskSpec:
+    values = {k: v for k, v in dataclasses.asdict(options).items()
+              if k in {f.name for f in dataclasses.fields(TaskSpec)} and v is not None}
+    return TaskSpec(task, **values)
+
+
+def run_finetuning(
+    task: str,
+    model_dir: str | Path,
+    train_path: str | Path,
+    dev_path: str | Path,
+    out_dir: str | Path,
+    *,
+    test_path: str | Path | None = None,
+    config_path: str | Path | None = None,
+    resume: bool = False,
+    **flags: Any,
+) -> TrainResult:
+    """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it."""
+    from albertkit.tokenizer import AlbertTokenizer
+
+    out_dir = Path(out_dir)
+    values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
+                          field_names(TrainConfig, FinetuneOptions) | {"task"}, config_path)
+    task = values.pop("task", None) or task
+    train_config = dataclass_from(TrainConfig, values)
+    options = dataclass_from(FinetuneOptions, values)
+    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec, train_examples = read_train_examples(_task_spec(task, options), train_path)
+        dev_examples = read_examples(spec, dev_path)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    if not train_examples or not dev_examples:
+        raise UserError("no examples to train on" if not train_examples else "no dev examples",
+                        train_path if not train_examples else dev_path)
+    torch.manual_seed(train_config.seed)  # the new head's initial weights follow the run's seed
+    model = build_model(spec, model_dir, options)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
+                        f"{model.config.vocab_size}", model_dir)
+    task_impl = FinetuningTask(spec, tokenizer, featurize(spec, tokenizer, train_examples), dev_examples,
+                               featurize(spec, tokenizer, dev_examples), train_config.seed, options.eval_batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_effective_config(out_dir, {**values, "task": task, "model": str(model_dir), "train": str(train_path),
+                                    "dev": str(dev_path), "test": str(test_path) if test_path else None})
+    info = {"task": task, "data": str(train_path), "train_examples": len(train_examples),
+            "dev_examples": len(dev_examples), "labels": spec.labels,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    result = train(model, task_impl, train_config, out_dir, resume=resume, run_info=info)
+    if test_path is not None:
+        from albertkit.predict import evaluate_model
+
+        test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json")
+        print("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
+    return result
+
