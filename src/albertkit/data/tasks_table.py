@@ -135,12 +135,22 @@ def _is_number(value: str) -> bool:
         return False
 
 
+def _training_headers(spec: TaskSpec) -> list[list[str]]:
+    """The training file's header row, with and without its label column (files to predict lack labels)."""
+    if not spec.column_names:
+        return []
+    names = spec.column_names
+    column = spec.label_column
+    label = (names.index(column) if column in names else None) if isinstance(column, str) else _position(column, len(names))
+    return [names, [name for i, name in enumerate(names) if i != label]]
+
+
 def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
     """Whether the first row names the columns: columns are asked for by name, it repeats the training
     header, or its label cell is no label but looks like a column name."""
     first = [cell.strip() for cell in table.rows[0][1]]
     columns = [spec.text_column, spec.text_pair_column, spec.label_column]
-    if any(isinstance(column, str) for column in columns) or first == spec.column_names:
+    if any(isinstance(column, str) for column in columns) or first in _training_headers(spec):
         return True
     text, pair, label_index = (None if column is None else _position(column, width) for column in columns)
     if label_index is None or label_index in (text, pair) or label_index >= len(first):
