@@ -77,7 +77,7 @@ def run_quickstart(
                                         "dev": str(data.dev)}, "lang": lang}
 
     _say(1, "training a SentencePiece tokenizer")
-    vocab = vocab_size or (3000 if data_dir is None else 8000)
+    vocab = vocab_size or (1200 if data_dir is None else 8000)
     tokenizer = train_tokenizer(data.corpus, out / "tokenizer", vocab_size=vocab, lang=lang)
     summary["tokenizer"] = {"folder": str(out / "tokenizer"), "vocab_size": tokenizer.vocab_size}
 
@@ -119,8 +119,10 @@ def run_quickstart(
         summary["fill_mask"].append({"text": text, "candidates": candidates})
         print(f"  {text}  →  {', '.join(candidates)}")
 
-    _say(7, "nearest neighbours among the dev sentences (fine-tuned encoder, mean pooling)")
-    build_index(out / "finetune" / "best", data.dev, out / "index", text_column="sentence" if data_dir is None else 0)
+    # The pooled [CLS] vector is what the classifier reads, so its neighbours share the query's sentiment.
+    _say(7, "nearest neighbours among the dev sentences (the fine-tuned model's pooled [CLS] vectors)")
+    build_index(out / "finetune" / "best", data.dev, out / "index", text_column="sentence" if data_dir is None else 0,
+                pooling="pooler")
     queries = NEIGHBOUR_QUERIES.get(lang, NEIGHBOUR_QUERIES["en"])
     summary["neighbours"] = []
     for query, hits in zip(queries, query_index(out / "index", queries, k=3), strict=True):
