@@ -175,8 +175,8 @@ def run_finetuning(
     values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
                           field_names(TrainConfig, FinetuneOptions) | {"task"}, config_path)
     task = values.pop("task", None) or task
-    train_config = dataclass_from(TrainConfig, values)
-    options = dataclass_from(FinetuneOptions, values)
+    train_config = dataclass_from(TrainConfig, values, config_path)
+    options = dataclass_from(FinetuneOptions, values, config_path)
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
