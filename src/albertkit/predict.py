@@ -25,6 +25,7 @@ from albertkit.data.tasks import (
     qa_best_spans,
     read_examples,
 )
+from albertkit.data.tasks_files import reporting_skipped_rows
 from albertkit.errors import UserError
 from albertkit.metrics import compute_metrics
 
@@ -125,7 +126,8 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
                    batch_size: int = 64) -> dict[str, Any]:
     """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved."""
     model, tokenizer, spec = load_finetuned(model_dir)
-    examples = read_examples(spec, data_path, require_labels=True)
+    with reporting_skipped_rows():
+        examples = read_examples(spec, data_path, require_labels=True)
     if not examples:
         raise UserError("no examples to evaluate", data_path)
     metrics = evaluate_features(model, spec, examples, featurize(spec, tokenizer, examples), batch_size,
@@ -145,7 +147,8 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     Examples are featurized and predicted in chunks; the file appears under its name only when complete.
     """
     model, tokenizer, spec = load_finetuned(model_dir)
-    examples = read_examples(spec, input_path, require_labels=False)
+    with reporting_skipped_rows():
+        examples = read_examples(spec, input_path, require_labels=False)
     if not examples:
         raise UserError("no examples to predict", input_path)
     output_path = Path(output_path)

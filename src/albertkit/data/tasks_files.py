@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from albertkit.errors import UserError
@@ -68,3 +71,14 @@ def warn_skipped(path: Path, skipped: dict[str, list[int]], what: str = "rows") 
         parts.append(f"{len(lines)} with {reason} (lines {listed}{more})")
     total = sum(len(lines) for lines in skipped.values())
     warnings.warn(SkippedRowsWarning(f"{path}: skipped {total} {what}: {'; '.join(parts)}"), stacklevel=3)
+
+
+@contextmanager
+def reporting_skipped_rows() -> Iterator[None]:
+    """Print every warning raised inside (skipped rows above all) as one `warning: ...` line on stderr, whatever
+    the warning filters say: a skip is never silent, stdout stays machine-readable, no Python source line shows."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedRowsWarning)
+        yield
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from albertkit.checkpoint import write_model_folder
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.data.tasks import TaskSpec, featurize, read_examples, read_train_examples
+from albertkit.data.tasks_files import reporting_skipped_rows
 from albertkit.errors import UserError
 from albertkit.metrics import primary_metric
 from albertkit.model import (
@@ -178,12 +178,9 @@ def run_finetuning(
     train_config = dataclass_from(TrainConfig, values, config_path)
     options = dataclass_from(FinetuneOptions, values, config_path)
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with reporting_skipped_rows():
         spec, train_examples = read_train_examples(_task_spec(task, options), train_path)
         dev_examples = read_examples(spec, dev_path)
-    for warning in caught:
-        print(f"warning: {warning.message}")
     if not train_examples or not dev_examples:
         raise UserError("no examples to train on" if not train_examples else "no dev examples",
                         train_path if not train_examples else dev_path)
