@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_synthetic_corpus
-from test_embed import build_model_folders
+from test_embed import build_model_folders, movie_sentences
 
 from albertkit.cli import main
 from albertkit.config import AlbertConfig
@@ -284,3 +284,136 @@ def test_embed_with_a_swapped_tokenizer(folders, tmp_path, capsys, pieces) -> No
     assert error_line(code, err) == (f"{model / 'spiece.model'}: the tokenizer has {other.vocab_size} pieces but "
                                      "the model's vocabulary is 60: use the tokenizer the model was trained with")
     assert not (tmp_path / "vectors.npy").exists()
+
+
+# --- finetune, evaluate, predict (the cases test_finetune.py does not try) ---------------------------------------
+
+POSITIVE = ("wonderful", "gripping", "beautiful", "moving", "brilliant")
+TASK_NO_ROWS = "the file has no rows"
+
+
+def sentiment_rows(count: int) -> list[str]:
+    return [f"{text}\t{'positive' if any(w in text for w in POSITIVE) else 'negative'}"
+            for text in movie_sentences(count)]
+
+
+@pytest.fixture(scope="module")
+def classifier(folders, tmp_path_factory) -> dict[str, Path]:
+    """A classifier fine-tuned for one step (enough for the readers), and its training file."""
+    root = tmp_path_factory.mktemp("classifier")
+    train = write(root / "train.tsv", ("sentence\tlabel\n" + "\n".join(sentiment_rows(64)) + "\n").encode())
+    assert main([str(a) for a in ("finetune", "--task", "classification", "--model", folders["mlm"], "--train",
+                                  train, "--dev", train, "--out", root / "run", "--max-steps", 1, "--batch-size", 8)
+                 ]) == 0
+    return {"train": train, "model": root / "run" / "best"}
+
+
+def task_command(command: str, classifier: dict[str, Path], folders: dict[str, Path], path: Path,
+                 out: Path) -> list[object]:
+    """`command` reading `path` as its data file, writing under `out`."""
+    if command == "finetune":
+        return ["finetune", "--task", "classification", "--model", folders["mlm"], "--train", path, "--dev",
+                classifier["train"], "--out", out, "--max-steps", 1, "--batch-size", 8]
+    if command == "evaluate":
+        return ["evaluate", "--model", classifier["model"], "--data", path, "--output", out]
+    return ["predict", "--model", classifier["model"], "--input", path, "--output", out]
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate", "predict"])
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("empty.tsv", b"", f"{{path}}: {TASK_NO_ROWS}"),
+    ("whitespace.tsv", b"  \n\t\n\r\n", f"{{path}}: {TASK_NO_ROWS}"),
+    ("image.tsv", PNG, "{path}:1: invalid UTF-8 (invalid start byte, byte 0x89); save the file as UTF-8"),
+    ("latin1.tsv", "sentence\tlabel\nthe film\tnegative\ncaf\u00e9\tpositive\n".encode("latin-1"),
+     "{path}:3: invalid UTF-8 (invalid continuation byte, byte 0xe9); save the file as UTF-8"),
+])
+def test_task_commands_stop_on_unusable_files(classifier, folders, tmp_path, capsys, command, name, data,
+                                              message) -> None:
+    path = write(tmp_path / name, data)
+    code, _, err = cli(capsys, *task_command(command, classifier, folders, path, tmp_path / "out.jsonl"))
+    assert error_line(code, err) == message.format(path=path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate", "predict"])
+def test_task_commands_skip_rows_with_other_column_counts_and_say_so(classifier, folders, tmp_path, capsys,
+                                                                      command) -> None:
+    text = classifier["train"].read_text() + "the film\tis\tpositive\nno label here\n"
+    path = write(tmp_path / "ragged.tsv", text.encode())
+    code, _, err = cli(capsys, *task_command(command, classifier, folders, path, tmp_path / "out.jsonl"))
+    assert code == 0 and "Traceback" not in err
+    assert (f"warning: {path}: skipped 2 rows: 1 with 3 columns instead of 2 (lines 66); "
+            "1 with 1 columns instead of 2 (lines 67)\n") in err
+    if command == "predict":
+        assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 64
+
+
+def test_evaluate_reads_crlf_and_bom_like_plain_lf(classifier, tmp_path, capsys) -> None:
+    lf = classifier["train"].read_bytes()
+    metrics = []
+    for name, data in (("lf.tsv", lf), ("crlf.tsv", lf.replace(b"\n", b"\r\n")), ("bom.tsv", b"\xef\xbb\xbf" + lf)):
+        code, out, _ = cli(capsys, "evaluate", "--model", classifier["model"], "--data", write(tmp_path / name, data))
+        assert code == 0
+        metrics.append({k: v for k, v in json.loads(out).items() if k != "data"})
+    assert metrics[0]["examples"] == 64 and metrics[1] == metrics[0] and metrics[2] == metrics[0]
+
+
+def test_evaluate_needs_labels_predict_does_not(classifier, tmp_path, capsys) -> None:
+    texts = [row.split("\t")[0] for row in classifier["train"].read_text().splitlines()]
+    path = write(tmp_path / "texts.tsv", ("\n".join(texts) + "\n").encode())  # the header row, without "label"
+    code, _, err = cli(capsys, "evaluate", "--model", classifier["model"], "--data", path)
+    assert error_line(code, err) == f"{path}: no label column -1 (columns: ['sentence'])"
+    code, out, _ = cli(capsys, "predict", "--model", classifier["model"], "--input", path, "--output",
+                       tmp_path / "p.jsonl")
+    assert code == 0 and f"wrote 64 predictions to {tmp_path / 'p.jsonl'}" in out
+
+
+def test_numeric_labels_against_a_model_trained_on_names(classifier, tmp_path, capsys) -> None:
+    text = classifier["train"].read_text().replace("\tpositive", "\t1").replace("\tnegative", "\t0")
+    path = write(tmp_path / "numeric.tsv", text.encode())
+    code, _, err = cli(capsys, "evaluate", "--model", classifier["model"], "--data", path)
+    assert error_line(code, err).startswith(f"{path}:2: unknown label '")
+    assert err.rstrip().endswith("the training labels are ['negative', 'positive']")
+
+
+def test_ner_tag_count_differs_from_token_count(folders, tmp_path, capsys) -> None:
+    train = write(tmp_path / "train.bmes", "我 是 人\tO O S-NAME\n他 好\tO\n".encode())
+    dev = write(tmp_path / "dev.bmes", "我 是 人\tO O S-NAME\n".encode())
+    code, _, err = cli(capsys, "finetune", "--task", "ner", "--model", folders["mlm"], "--train", train, "--dev", dev,
+                       "--out", tmp_path / "run", "--max-steps", 1)
+    assert error_line(code, err) == f"{train}:2: 1 tags for 2 tokens"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_task_commands_with_a_swapped_tokenizer(classifier, folders, tmp_path, capsys, command) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(classifier["model"], model)
+    train_tokenizer([write_synthetic_corpus(tmp_path / "other.txt", documents=30)], tmp_path / "other",
+                    vocab_size=70, lang="en")
+    shutil.copy(tmp_path / "other" / "spiece.model", model / "spiece.model")
+    capsys.readouterr()
+    code, _, err = cli(capsys, *task_command(command, {**classifier, "model": model}, folders, classifier["train"],
+                                             tmp_path / "out.jsonl"))
+    assert error_line(code, err) == f"{model}: the tokenizer has 70 pieces but the model expects 60"
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_predict_failure_keeps_the_previous_output(classifier, tmp_path, capsys) -> None:
+    out = tmp_path / "p.jsonl"
+    assert cli(capsys, "predict", "--model", classifier["model"], "--input", classifier["train"], "--output", out)[0] == 0
+    before = out.read_bytes()
+    bad = write(tmp_path / "bad.tsv", classifier["train"].read_bytes() + "caf\u00e9\tpositive\n".encode("latin-1"))
+    code, _, err = cli(capsys, "predict", "--model", classifier["model"], "--input", bad, "--output", out)
+    assert error_line(code, err).startswith(f"{bad}:66: invalid UTF-8")
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["bad.tsv", "p.jsonl"]
+
+
+@pytest.mark.slow
+def test_predict_a_10_mb_row(classifier, tmp_path, capsys) -> None:
+    long_row = "the film is wonderful . " * (TEN_MB // 24)
+    path = write(tmp_path / "long.tsv", f"sentence\tlabel\nboring\tnegative\n{long_row}\tpositive\n".encode())
+    code, out, _ = cli(capsys, "predict", "--model", classifier["model"], "--input", path, "--output",
+                       tmp_path / "p.jsonl")
+    assert code == 0 and "wrote 2 predictions" in out
+    assert [json.loads(line)["line"] for line in (tmp_path / "p.jsonl").read_text().splitlines()] == [2, 3]
