@@ -79,3 +79,21 @@ def prepared_corpus(tmp_path_factory) -> Path:
         [corpus], root / "tok", root / "data", max_seq_length=64, valid_fraction=0.1, workers=1
     )
     return root
+
+
+def sigkill_after_checkpoint(argv: list[str], run_dir: Path, step: int) -> None:
+    """Start `albertkit ARGV` in a subprocess and SIGKILL it as soon as checkpoint `step` is complete."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "albertkit.cli", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run_dir / "checkpoints" / f"step-{step:08d}" / "manifest.json"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (run_dir / "final").exists(), "the kill came too late to test anything"

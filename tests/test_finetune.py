@@ -2,13 +2,10 @@
 
 import json
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
+from conftest import sigkill_after_checkpoint
 from safetensors.torch import load_file
 
 from albertkit.cli import main
@@ -194,15 +191,7 @@ def test_finetune_sigkill_then_resume_is_bitwise_identical(base_model, sentiment
             "--save-every", "4", "--eval-every", "8", *FAST]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert main([*args, "--out", str(straight)]) == 0
-    process = subprocess.Popen([sys.executable, "-m", "albertkit.cli", *args, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed / "checkpoints" / "step-00000008" / "manifest.json"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert checkpoint.exists() and not (killed / "final").exists(), "the kill came too late to test anything"
+    sigkill_after_checkpoint([*args, "--out", str(killed)], killed, step=8)
     assert main([*args, "--out", str(killed), "--resume"]) == 0
     a = load_file(str(straight / "final" / "model.safetensors"))
     b = load_file(str(killed / "final" / "model.safetensors"))

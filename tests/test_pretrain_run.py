@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import sigkill_after_checkpoint
 from safetensors.torch import load_file
 
 from albertkit.cli import main
@@ -113,18 +112,7 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(prepared_corpus, tm
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert main(run_flags(prepared_corpus, straight, *flags)) == 0
 
-    process = subprocess.Popen(
-        [*ALBERTKIT, *run_flags(prepared_corpus, killed, *flags)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    checkpoint = killed / "checkpoints" / "step-00000006" / "manifest.json"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert checkpoint.exists() and not (killed / "final").exists(), "the kill came too late to test anything"
+    sigkill_after_checkpoint(run_flags(prepared_corpus, killed, *flags), killed, step=6)
 
     assert main(run_flags(prepared_corpus, killed, *flags, "--resume")) == 0
     a = load_file(str(straight / "final" / "model.safetensors"))
