@@ -4,7 +4,7 @@
         --pretrained-zh benchmarks/out/pretrain-zh-wwm/run/final --minutes-per-run 2
 
 Tasks (../shared/data): sst2 (train → test.tsv, the official GLUE dev), agnews (train → test),
-chnsenticorp (train → dev), resume_ner (train → test). Methods: (a) TF-IDF + logistic regression (word
+chnsenticorp (train → dev), afqmc (sentence pairs, train → dev), resume_ner (train → test). Methods: (a) TF-IDF + logistic regression (word
 1-2 grams for English, character 1-3 grams for Chinese; for NER the most frequent tag of each character),
 (b) tiny ALBERT with random weights, (c) tiny ALBERT fine-tuned from the pretrained folder, (d) the same
 with LoRA (r=8). `--extra NAME=DIR` adds a row fine-tuned from another pretrained folder (e.g. Chinese
@@ -28,6 +28,7 @@ TASKS = {
     "agnews": ("classification", "en", "en/agnews/train.tsv", "en/agnews/test.tsv", "en/agnews/test.tsv"),
     "chnsenticorp": ("classification", "zh", "zh/chnsenticorp/train.tsv", "zh/chnsenticorp/dev.tsv",
                      "zh/chnsenticorp/dev.tsv"),
+    "afqmc": ("pair", "zh", "zh/afqmc/train.tsv", "zh/afqmc/dev.tsv", "zh/afqmc/dev.tsv"),
     "resume_ner": ("ner", "zh", "zh/ner_resume/train.char.bmes", "zh/ner_resume/dev.char.bmes",
                    "zh/ner_resume/test.char.bmes"),
 }
@@ -47,14 +48,25 @@ def tfidf_baseline(name: str, task: str, lang: str, train: Path, test: Path) -> 
                 by_char.setdefault(word, Counter())[tag] += 1
         predicted = [[by_char[w].most_common(1)[0][0] if w in by_char else "O" for w in ex.words] for ex in test_examples]
         return compute_metrics("ner", predicted, [ex.tags for ex in test_examples])
+    import scipy.sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     vectorizer = (TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True) if lang == "zh"
                   else TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True))
-    x_train = vectorizer.fit_transform([ex.text for ex in train_examples])
-    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(x_train, [ex.label for ex in train_examples])
-    predicted = classifier.predict(vectorizer.transform([ex.text for ex in test_examples]))
+    vectorizer.fit([ex.text for ex in train_examples] + [ex.text_pair or "" for ex in train_examples])
+
+    def features(examples: list) -> object:
+        first = vectorizer.transform([ex.text for ex in examples])
+        if task != "pair":
+            return first
+        # Both sentences, and what they share (the elementwise product of their L2-normalised vectors).
+        second = vectorizer.transform([ex.text_pair for ex in examples])
+        return scipy.sparse.hstack([first, second, first.multiply(second)]).tocsr()
+
+    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(features(train_examples),
+                                                               [ex.label for ex in train_examples])
+    predicted = classifier.predict(features(test_examples))
     label_ids = spec.label2id
     return compute_metrics(task, np.array([label_ids[p] for p in predicted]),
                            np.array([label_ids[ex.label] for ex in test_examples]))
