@@ -236,7 +236,8 @@ def _column(value: str) -> str | int:
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a task head: classification, pair, regression, ner or qa")
-    p.add_argument("--task", required=True, choices=["classification", "pair", "regression", "ner", "qa"])
+    p.add_argument("--task", choices=["classification", "pair", "regression", "ner", "qa"],
+                   help="task type (default: the config file's `task`)")
     p.add_argument("--model", required=True, help="pretrained model folder (albertkit or any HF ALBERT folder)")
     p.add_argument("--train", required=True, help="training file: TSV/CSV/JSONL, CoNLL or chars<TAB>tags, SQuAD JSON")
     p.add_argument("--dev", required=True, help="dev file, same format; picks the best model and early stopping")

@@ -157,7 +157,7 @@ def _task_spec(task: str, options: FinetuneOptions) -> TaskSpec:
 
 
 def run_finetuning(
-    task: str,
+    task: str | None,
     model_dir: str | Path,
     train_path: str | Path,
     dev_path: str | Path,
@@ -174,7 +174,10 @@ def run_finetuning(
     out_dir = Path(out_dir)
     values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
                           field_names(TrainConfig, FinetuneOptions) | {"task"}, config_path)
-    task = values.pop("task", None) or task
+    config_task = values.pop("task", None)
+    task = task or config_task
+    if task is None:
+        raise UserError("no task: pass --task or set `task:` in the config file")
     train_config = dataclass_from(TrainConfig, values, config_path)
     options = dataclass_from(FinetuneOptions, values, config_path)
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
