@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from albertkit.cli import main
-from albertkit.data.pretrain import IGNORE_INDEX, PretrainingData, assemble_pairs, mask_ngrams
+from albertkit.data.pretrain import IGNORE_INDEX, PretrainingData
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tasks"
 
@@ -48,11 +48,8 @@ def zh_prepared(zh_corpus) -> Path:
 def test_whole_word_masking_statistics_on_chinese_text(zh_prepared):
     data = PretrainingData(zh_prepared / "data")
     examples = np.concatenate([data.examples(epoch) for epoch in range(4)])[:3000]
-    pairs = assemble_pairs(examples, data.shards.token_ids, data.shards.word_starts, cls_id=data.cls_token_id,
-                           sep_id=data.sep_token_id, pad_id=data.pad_token_id)
-    masked_ids, labels, span_words = mask_ngrams(
-        pairs["input_ids"], pairs["maskable"], pairs["word_starts"], np.random.default_rng(0),
-        mask_token_id=data.mask_token_id, replacement_ids=data.replacement_ids, max_predictions_per_seq=1000)
+    pairs, masked_ids, labels, span_words = data.masked_pairs(examples, np.random.default_rng(0),
+                                                              max_predictions_per_seq=1000)
     masked = labels != IGNORE_INDEX
     maskable = pairs["maskable"]
     # jieba words span several pieces: far fewer word starts than maskable tokens.

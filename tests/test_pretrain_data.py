@@ -16,9 +16,7 @@ from albertkit.data.corpus import read_documents
 from albertkit.data.pretrain import (
     IGNORE_INDEX,
     PretrainingData,
-    assemble_pairs,
     build_sop_examples,
-    mask_ngrams,
     prepare_pretraining_data,
 )
 from albertkit.data.shards import INDEX_NAME, TokenizedDocuments, TokenShards, TokenShardWriter, write_index
@@ -356,24 +354,7 @@ def test_lone_sentences_are_split_inside():
 
 def _mask_sample(data: PretrainingData, rows: int, cap: int, seed: int = 0):
     examples = np.concatenate([data.examples(epoch) for epoch in range(3)])[:rows]
-    pairs = assemble_pairs(
-        examples,
-        data.shards.token_ids,
-        data.shards.word_starts,
-        cls_id=data.cls_token_id,
-        sep_id=data.sep_token_id,
-        pad_id=data.pad_token_id,
-    )
-    masked_ids, labels, span_words = mask_ngrams(
-        pairs["input_ids"],
-        pairs["maskable"],
-        pairs["word_starts"],
-        np.random.default_rng(seed),
-        mask_token_id=data.mask_token_id,
-        replacement_ids=data.replacement_ids,
-        max_predictions_per_seq=cap,
-    )
-    return pairs, masked_ids, labels, span_words
+    return data.masked_pairs(examples, np.random.default_rng(seed), max_predictions_per_seq=cap)
 
 
 def test_masking_statistics(prepared):

@@ -568,6 +568,31 @@ class PretrainingData:
         """Full global batches in the epoch (the last partial one is dropped)."""
         return self.num_examples(epoch) // global_batch_size
 
+    def masked_pairs(
+        self, examples: np.ndarray, rng: np.random.Generator, max_predictions_per_seq: int | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Examples assembled into rows and n-gram masked: (pairs, masked input_ids, labels, span_words)."""
+        pairs = assemble_pairs(
+            examples,
+            self.shards.token_ids,
+            self.shards.word_starts,
+            cls_id=self.cls_token_id,
+            sep_id=self.sep_token_id,
+            pad_id=self.pad_token_id,
+        )
+        masked_ids, labels, span_words = mask_ngrams(
+            pairs["input_ids"],
+            pairs["maskable"],
+            pairs["word_starts"],
+            rng,
+            mask_token_id=self.mask_token_id,
+            replacement_ids=self.replacement_ids,
+            masked_lm_prob=self.masked_lm_prob,
+            max_predictions_per_seq=max_predictions_per_seq or self.max_predictions_per_seq,
+            max_ngram=self.max_ngram,
+        )
+        return pairs, masked_ids, labels, span_words
+
     def batch(
         self, global_batch_size: int, epoch: int, index: int, rank: int = 0, world_size: int = 1
     ) -> dict[str, Any]:
@@ -583,24 +608,8 @@ class PretrainingData:
                 f"batch {index} of epoch {epoch}: there are {self.num_batches(global_batch_size, epoch)}"
             )
         examples = self.examples(epoch)[index * global_batch_size : (index + 1) * global_batch_size]
-        pairs = assemble_pairs(
-            examples,
-            self.shards.token_ids,
-            self.shards.word_starts,
-            cls_id=self.cls_token_id,
-            sep_id=self.sep_token_id,
-            pad_id=self.pad_token_id,
-        )
-        input_ids, labels, _ = mask_ngrams(
-            pairs["input_ids"],
-            pairs["maskable"],
-            pairs["word_starts"],
-            np.random.default_rng([self.seed, _MASK_STREAM, epoch, index]),
-            mask_token_id=self.mask_token_id,
-            replacement_ids=self.replacement_ids,
-            masked_lm_prob=self.masked_lm_prob,
-            max_predictions_per_seq=self.max_predictions_per_seq,
-            max_ngram=self.max_ngram,
+        pairs, input_ids, labels, _ = self.masked_pairs(
+            examples, np.random.default_rng([self.seed, _MASK_STREAM, epoch, index])
         )
         share = global_batch_size // world_size
         rows = slice(rank * share, (rank + 1) * share)
