@@ -22,10 +22,12 @@ quickstart: install
 
 # Headless Chromium and Node for the browser tests (demo page, report); they skip when these are absent.
 browser-deps:
-	@command -v chromium >/dev/null && command -v npm >/dev/null || \
+	@missing="$$(command -v chromium >/dev/null || echo chromium) $$(command -v npm >/dev/null || echo nodejs npm)"; \
+	if [ -n "$$(echo $$missing)" ]; then \
 		(command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		 apt-get install -y -qq chromium nodejs npm >/dev/null) || \
-		echo "chromium/npm not installed: the browser tests will be skipped"
+		 apt-get install -y -qq $$missing >/dev/null) || \
+		echo "$$missing not installed: the browser tests will be skipped"; \
+	fi
 
 test: install-dev browser-deps
 	$(BIN)/ruff check src tests benchmarks
