@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q $(TORCH_PIN) -e '.[train]'
+	$(BIN)/pip install -q $(TORCH_PIN) -e '.[train,serve,export]'
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_PIN) -e '.[dev]'
