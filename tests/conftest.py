@@ -14,7 +14,7 @@ def _deterministic_cpu():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data sets beside the repository; tests using them skip when the folder is absent."""
     if not SHARED_DATA.is_dir():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
 
 from albertkit.cli import main
 from albertkit.data.pretrain import IGNORE_INDEX, PretrainingData
@@ -21,11 +20,9 @@ def head(path: Path, lines: int, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def zh_corpus(tmp_path_factory) -> Path:
+def zh_corpus(shared_data, tmp_path_factory) -> Path:
     """README.zh-CN.md's corpus: every ChnSentiCorp review and AFQMC sentence its own document (a slice)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is absent")
-    zh = SHARED_DATA / "zh"
+    zh = shared_data / "zh"
     reviews = [row.split("\t")[0] for row in (zh / "chnsenticorp" / "train.tsv").read_text(encoding="utf-8").splitlines()[:1500]]
     pairs = [text for row in (zh / "afqmc" / "train.tsv").read_text(encoding="utf-8").splitlines()[:1500]
              for text in row.split("\t")[:2]]
