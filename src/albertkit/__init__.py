@@ -4,6 +4,7 @@ from importlib import import_module
 from typing import Any
 
 from albertkit.config import AlbertConfig
+from albertkit.cpu_memory import keep_freed_memory
 from albertkit.errors import UserError
 from albertkit.model import (
     AlbertForMaskedLM,
@@ -31,6 +32,7 @@ __all__ = [
     "Encoder",
     "UserError",
     "__version__",
+    "keep_freed_memory",
 ]
 
 

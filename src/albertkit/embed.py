@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from albertkit.cpu_memory import keep_freed_memory
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
 
@@ -45,6 +46,7 @@ class Encoder:
         from albertkit.checkpoint import load_any_model
         from albertkit.tokenizer import AlbertTokenizer
 
+        keep_freed_memory()
         self._attach(load_any_model(model_dir).to(device).eval(), AlbertTokenizer.from_pretrained(model_dir),
                      max_length, Path(model_dir))
 

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from albertkit.checkpoint import load_any_model, read_model_info, write_atomic
+from albertkit.cpu_memory import keep_freed_memory
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.data.tasks import (
     TaskSpec,
@@ -114,6 +115,7 @@ def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpe
     if "task_spec" not in info:
         raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
     spec = TaskSpec.from_dict(info["task_spec"])
+    keep_freed_memory()
     model = load_any_model(model_dir).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
     if tokenizer.vocab_size != model.config.vocab_size:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
+from albertkit.cpu_memory import keep_freed_memory
 from albertkit.errors import UserError
 from albertkit.train import checkpoints as ckpt
 from albertkit.train.optim import build_optimizer, build_schedule
@@ -178,6 +179,7 @@ def train(
 ) -> TrainResult:
     """Train `model` on `task`, writing logs and checkpoints to `run_dir`, the final model to `run_dir/final`."""
     run_dir = Path(run_dir)
+    keep_freed_memory()
     device = pick_device()
     dist_info = Distributed.from_environment(device)
     world = dist_info.world_size
