@@ -4,8 +4,8 @@ glibc's malloc hands every block above its mmap threshold (128 KiB, rising only 
 seen freed) straight back to the kernel when it is freed, and trims the heap above 128 KiB of free space.
 A training or inference step allocates and frees the same activations every time, so each step maps them
 anew and the kernel zeroes every page again: thousands of page faults per step. Raising both thresholds
-lets freed blocks be reused. Measured on the tiny pretraining step: 5,000-9,000 page faults per step down
-to about 100, and inference on SST-2 about 25% faster (benchmarks/RESULTS.md).
+lets freed blocks be reused. Measured on the tiny pretraining step: 1,000-9,000 page faults per step down
+to under 400; fine-tuning and inference on SST-2 run about 15% faster (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
