@@ -14,6 +14,8 @@ Rows:
   finetune-sst2       classification on SST-2 train sentences (real lengths), batch 32;
                       transformers pads to the longest of a random batch, albertkit buckets by length
   inference-sst2      AlbertModel over SST-2 test in file order, batch 32; real (non-pad) tokens/s
+
+On CUDA, pretraining rows also report the largest batch whose training step fits in GPU memory.
 """
 
 from __future__ import annotations
@@ -105,6 +107,45 @@ def padded(lengths: np.ndarray, vocab: int, gen: torch.Generator) -> dict[str, t
     return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
+def pretraining_batch(batch: int, seq: int, vocab: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Full-length sentence pairs with 15% of the tokens as MLM targets and random sentence-order labels."""
+    inputs = padded(np.full(batch, seq), vocab, gen)
+    inputs["token_type_ids"][:, seq // 2 :] = 1
+    labels = torch.full_like(inputs["input_ids"], -100)
+    chosen = torch.rand(labels.shape, generator=gen) < 0.15
+    labels[chosen] = inputs["input_ids"][chosen]
+    inputs.update(labels=labels, sentence_order_label=torch.randint(0, 2, (batch,), generator=gen))
+    return inputs
+
+
+def largest_batch(step, model: torch.nn.Module, seq: int, vocab: int, device: torch.device, start: int,
+                  limit: int = 8192) -> int:
+    """The largest pretraining batch, to a multiple of `start`, whose training step fits in GPU memory."""
+
+    def fits(batch: int) -> bool:
+        inputs = {k: v.to(device) for k, v in pretraining_batch(batch, seq, vocab, torch.Generator()).items()}
+        try:
+            step(inputs)
+            synchronize(device)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            model.zero_grad(set_to_none=True)  # gradients the failed backward pass left behind
+            return False
+        finally:
+            del inputs
+            torch.cuda.empty_cache()
+
+    low, high = 0, start  # low fits (0: nothing tried yet), high is the next size to try
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    if high > limit:
+        return low
+    while high - low > start:  # bisect between the last size that fitted and the first that did not
+        middle = (low + high) // 2 // start * start
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if row.endswith("512") else None
@@ -113,15 +154,10 @@ def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
         if row == "pretrain-base-512":
             batch, seq = 32, 512
         config, model = make_models(impl, preset, vocab, "AlbertForPreTraining", device)
-        lengths = np.full(batch, seq)
-        inputs = padded(lengths, vocab, gen)
-        inputs["token_type_ids"][:, seq // 2 :] = 1
-        labels = torch.full_like(inputs["input_ids"], -100)
-        chosen = torch.rand(labels.shape, generator=gen) < 0.15
-        labels[chosen] = inputs["input_ids"][chosen]
-        inputs.update(labels=labels, sentence_order_label=torch.randint(0, 2, (batch,), generator=gen))
+        inputs = pretraining_batch(batch, seq, vocab, gen)
         batches = [inputs]
-        flops_per_batch = [useful_flops(config, lengths, int(chosen.sum()), True, "pretraining")]
+        masked = int((inputs["labels"] != -100).sum())
+        flops_per_batch = [useful_flops(config, np.full(batch, seq), masked, True, "pretraining")]
         training = True
     else:
         split = "train" if row == "finetune-sst2" else "test"
@@ -187,9 +223,12 @@ def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
         torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    return {"row": row, "impl": impl, "tokens_per_second": tokens / seconds, "useful_gflops": flops / seconds / 1e9,
-            "peak_memory_mib": memory, "seconds": seconds, "steps": len(order),
-            "mean_tokens_per_second": tokens / sum(step_seconds)}
+    result = {"row": row, "impl": impl, "tokens_per_second": tokens / seconds, "useful_gflops": flops / seconds / 1e9,
+              "peak_memory_mib": memory, "seconds": seconds, "steps": len(order),
+              "mean_tokens_per_second": tokens / sum(step_seconds)}
+    if device.type == "cuda" and row.startswith("pretrain"):
+        result["largest_batch"] = largest_batch(step, model, seq, vocab, device, start=batch)
+    return result
 
 
 def main() -> None:
@@ -228,8 +267,9 @@ def main() -> None:
         pair["albertkit"]["ratio"] = ratio
         for impl, r in pair.items():
             shown = f"{ratio:>7.2f}x" if impl == "albertkit" else ""
+            largest = f"  largest batch {r['largest_batch']}" if "largest_batch" in r else ""
             print(f"{row:<18}{impl:<14}{r['tokens_per_second']:>11,.0f}{r['useful_gflops']:>10.1f}"
-                  f"{r['mfu']:>7.0%}{r['peak_memory_mib']:>10,.0f}{shown}")
+                  f"{r['mfu']:>7.0%}{r['peak_memory_mib']:>10,.0f}{shown:>8}{largest}")
     final_peak = matmul_peak_gflops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     if final_peak > peak * 1.05:
         print(f"warning: the matmul peak rose to {final_peak:.1f} GFLOP/s during the run: the machine was busy,"
