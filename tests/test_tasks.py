@@ -21,6 +21,7 @@ from albertkit.data.tasks import (
     read_train_examples,
 )
 from albertkit.data.tasks_files import repair_html
+from albertkit.data.tasks_ner import word_windows
 from albertkit.data.tasks_table import sorted_labels
 from albertkit.errors import UserError
 from albertkit.metrics import compute_metrics
@@ -307,14 +308,37 @@ def test_ner_features_label_first_piece_and_decode(tmp_path, tokenizer):
     assert tags == [ex.tags for ex in examples]
     entities = [(e.type, e.start, e.end, e.text) for e in ner_entities(examples[0], tags[0])]
     assert entities == [("PER", 0, 4, "John"), ("LOC", 14, 22, "New York"), ("ORG", 41, 55, "United Nations")]
-    # truncation keeps whole words and tags the rest O
+    # a sentence longer than max_seq_length becomes overlapping windows of whole words
     short = TaskSpec("ner", labels=spec.labels, max_seq_length=8)
-    cut = featurize(short, tokenizer, examples)[0]
-    kept = len(cut["word_positions"])
-    assert len(cut["input_ids"]) <= 8 and cut["num_words"] == 11 and 0 < kept < 11
-    assert cut["input_ids"][: kept + 1] == feature["input_ids"][: kept + 1]  # whole words, nothing reordered
-    predicted = ner_word_tags(short, [cut], [np.eye(len(spec.labels))[np.ones(8, int)]])[0]
-    assert predicted == [spec.labels[1]] * kept + ["O"] * (11 - kept)
+    windows = [f for f in featurize(short, tokenizer, examples) if f["example_index"] == 0]
+    assert len(windows) > 2 and all(len(w["input_ids"]) <= 8 and w["num_words"] == 11 for w in windows)
+    word_tokens = np.array(feature["word_ids"])
+    for window in windows:
+        first, kept = window["first_word"], len(window["word_positions"])
+        in_window = (word_tokens >= first) & (word_tokens < first + kept)
+        assert window["input_ids"][1:-1] == np.array(feature["input_ids"])[in_window].tolist()  # whole words, in order
+    spans = [(w["first_word"], w["first_word"] + len(w["word_positions"])) for w in windows]
+    assert spans[0][0] == 0 and spans[-1][1] == 11
+    assert all(b[0] < a[1] and b[0] > a[0] for a, b in zip(spans, spans[1:], strict=False))  # overlapping, advancing
+    logits = [np.eye(len(spec.labels))[np.maximum(f["labels"], 0)] for f in featurize(short, tokenizer, examples)]
+    assert ner_word_tags(short, featurize(short, tokenizer, examples), logits) == [ex.tags for ex in examples]
+
+
+def test_ner_windows_prefer_the_most_central_and_skip_overlong_words():
+    # five one-token words in windows of 3 tokens: the second window starts at the first one's middle
+    starts, ends = np.arange(5), np.arange(1, 6)
+    assert word_windows(starts, ends, 3) == [(0, 3), (2, 5)]
+    assert word_windows(starts, ends, 5) == [(0, 5)] and word_windows(starts[:0], ends[:0], 5) == [(0, 0)]
+    # a word of 4 tokens cannot fit a window of 3: it is left out, its neighbours are not
+    assert word_windows(np.array([0, 1, 5]), np.array([1, 5, 6]), 3) == [(0, 1), (2, 3)]
+    spec = TaskSpec("ner", labels=["O", "B-X", "I-X"])
+    features = [{"example_index": 0, "first_word": first, "num_words": 5, "word_positions": [1, 2, 3]}
+                for first in (0, 1, 2)]
+    # each window predicts its own label id everywhere: 0 → O, 1 → B-X, 2 → I-X
+    logits = [np.eye(3)[np.full(5, k)] for k in range(3)]
+    # words 0 and 1: window 0 (word 1 is its centre); word 2: centre of window 1; words 3 and 4: window 2
+    assert ner_word_tags(spec, features, logits) == [["O", "O", "B-X", "I-X", "I-X"]]
+    assert ner_word_tags(spec, features[:1], logits[:1]) == [["O"] * 5]  # words in no window get O
 
 
 def test_ner_raw_text_offsets():

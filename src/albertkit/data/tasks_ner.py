@@ -182,11 +182,14 @@ def _conll_sentences(lines: list[str], path: Path) -> list[tuple[int, list[str],
 
 
 def featurize_ner(spec: TaskSpec, tokenizer: Any, examples: list[NerExample]) -> list[dict[str, Any]]:
-    """One feature per sentence: every word's pieces; the label sits on its first real piece, -100 elsewhere.
+    """Features of whole words, each word's label on its first real piece (-100 elsewhere).
 
-    Besides the model inputs a feature holds word_ids (the word of each token, -1 on [CLS]/[SEP]),
-    word_positions (the labeled token of each kept word) and num_words. Words past max_seq_length are cut
-    (whole words only); ner_word_tags tags them O.
+    A sentence that fits in max_seq_length is one feature; a longer one becomes overlapping windows of whole
+    words (each window starts about halfway into the previous one), so every word is seen with context on
+    both sides and ner_word_tags tags it from the window where it sits most centrally. Besides the model
+    inputs a feature holds word_ids (the window's word of each token, -1 on [CLS]/[SEP]), word_positions (the
+    labeled token of each word in the window), example_index, first_word (the window's first word in its
+    sentence) and num_words (of the sentence). A single word longer than the whole window is tagged O.
     """
     all_words = [word for example in examples for word in example.words]
     pieces: list[list[int]] = []
@@ -204,27 +207,50 @@ def featurize_ner(spec: TaskSpec, tokenizer: Any, examples: list[NerExample]) ->
     tag_ids = _tag_ids(spec, examples)
     budget = spec.max_seq_length - 2
     features = []
-    bounds = zip(word_bounds[:-1].tolist(), word_bounds[1:].tolist(), strict=True)
-    for w0, w1 in tqdm(bounds, total=len(examples), desc="featurizing", unit=" sentences", disable=None):
-        t0 = token_starts[w0] if w1 > w0 else 0
-        kept = int(np.searchsorted(token_ends[w0:w1] - t0, budget, side="right"))
-        tokens = flat[t0 : t0 + (token_ends[w0 + kept - 1] - t0 if kept else 0)]
-        word_positions = 1 + token_starts[w0 : w0 + kept] - t0 + label_shift[w0 : w0 + kept]
-        length = len(tokens) + 2
-        feature: dict[str, Any] = {
-            "input_ids": [tokenizer.cls_token_id, *tokens.tolist(), tokenizer.sep_token_id],
-            "token_type_ids": [0] * length,
-            "attention_mask": [1] * length,
-            "word_ids": [-1, *np.repeat(np.arange(kept), counts[w0 : w0 + kept]).tolist(), -1],
-            "word_positions": word_positions.tolist(),
-            "num_words": w1 - w0,
-        }
-        if tag_ids is not None:
-            labels = np.full(length, LABEL_PAD, dtype=np.int64)
-            labels[word_positions] = tag_ids[w0 : w0 + kept]
-            feature["labels"] = labels.tolist()
-        features.append(feature)
+    bounds = enumerate(zip(word_bounds[:-1].tolist(), word_bounds[1:].tolist(), strict=True))
+    for index, (w0, w1) in tqdm(bounds, total=len(examples), desc="featurizing", unit=" sentences", disable=None):
+        for first, end in word_windows(token_starts[w0:w1], token_ends[w0:w1], budget):
+            a, b = w0 + first, w0 + end  # the window's words, as indices into all words
+            t0 = token_starts[a] if b > a else 0
+            tokens = flat[t0 : token_ends[b - 1] if b > a else 0]
+            word_positions = 1 + token_starts[a:b] - t0 + label_shift[a:b]
+            length = len(tokens) + 2
+            feature: dict[str, Any] = {
+                "input_ids": [tokenizer.cls_token_id, *tokens.tolist(), tokenizer.sep_token_id],
+                "token_type_ids": [0] * length,
+                "attention_mask": [1] * length,
+                "word_ids": [-1, *np.repeat(np.arange(b - a), counts[a:b]).tolist(), -1],
+                "word_positions": word_positions.tolist(),
+                "example_index": index,
+                "first_word": first,
+                "num_words": w1 - w0,
+            }
+            if tag_ids is not None:
+                labels = np.full(length, LABEL_PAD, dtype=np.int64)
+                labels[word_positions] = tag_ids[a:b]
+                feature["labels"] = labels.tolist()
+            features.append(feature)
     return features
+
+
+def word_windows(starts: np.ndarray, ends: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """[first, end) word ranges of at most `budget` tokens that cover a sentence's words (token `starts` and
+    `ends` of each word), each starting about halfway into the previous one; words longer than `budget` alone
+    are left out. A sentence that fits (or has no words) is one window."""
+    n = len(starts)
+    windows: list[tuple[int, int]] = []
+    first = 0
+    while first < n:
+        end = first + int(np.searchsorted(ends[first:] - starts[first], budget, side="right"))
+        if end == first:  # this one word is longer than the whole window
+            first += 1
+            continue
+        windows.append((first, end))
+        if end == n:
+            break
+        middle = (starts[first] + ends[end - 1]) / 2
+        first = min(max(int(np.searchsorted(starts, middle, side="left")), first + 1), end)
+    return windows or [(0, 0)]
 
 
 def _bare_space_id(tokenizer: Any) -> int | None:
@@ -262,17 +288,27 @@ def _tag_ids(spec: TaskSpec, examples: list[NerExample]) -> np.ndarray | None:
 def ner_word_tags(
     spec: TaskSpec, features: list[dict[str, Any]], logits: Sequence[np.ndarray]
 ) -> list[list[str]]:
-    """Predicted tag of every word (the argmax at its labeled token); words cut by max_seq_length get O.
+    """Predicted tag of every word of every sentence (the argmax at its labeled token).
 
     `logits` holds one (tokens, num_labels) array per feature; rows padded past the feature's length are fine.
+    A word seen in several windows takes the tag of the window with the most context on its shorter side;
+    a word in no window (longer than max_seq_length on its own) gets O.
     """
     labels = np.array(spec.labels, dtype=object)
-    results = []
+    predicted: dict[int, np.ndarray] = {}
+    context: dict[int, np.ndarray] = {}
     for feature, feature_logits in zip(features, logits, strict=True):
-        predicted = np.asarray(feature_logits)[feature["word_positions"]].argmax(axis=-1)
-        tags = labels[predicted].tolist()
-        results.append(tags + ["O"] * (feature["num_words"] - len(tags)))
-    return results
+        index, first = feature["example_index"], feature["first_word"]
+        if index not in predicted:
+            predicted[index] = np.full(feature["num_words"], -1, dtype=np.int64)
+            context[index] = np.full(feature["num_words"], -1, dtype=np.int64)
+        positions = np.arange(len(feature["word_positions"]))
+        window_context = np.minimum(positions, len(positions) - 1 - positions)
+        words = first + positions
+        better = window_context > context[index][words]
+        predicted[index][words[better]] = np.asarray(feature_logits)[feature["word_positions"]].argmax(axis=-1)[better]
+        context[index][words[better]] = window_context[better]
+    return [np.where(ids >= 0, labels[np.maximum(ids, 0)], "O").tolist() for _, ids in sorted(predicted.items())]
 
 
 def ner_entities(example: NerExample, tags: Sequence[str]) -> list[NerEntity]:
