@@ -19,6 +19,7 @@ from albertkit.metrics import entity_spans
 from albertkit.search import build_index
 from albertkit.serve import create_app
 from albertkit.serve.batcher import MicroBatcher
+from albertkit.serve.tasks import TaskModel
 
 KEY = "s3cret-key"
 TEXTS = ["the film is wonderful .", "boring", "this movie was dull from start to finish .", "our hero"]
@@ -227,3 +228,22 @@ def test_micro_batcher_gathers_splits_and_survives() -> None:
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_ner_long_text_runs_as_windows_and_keeps_every_token(folders: dict[str, Path]) -> None:
+    model = TaskModel(folders["ner"])
+    model.encoder.max_length = 8  # windows of 6 pieces
+    text = "the film is wonderful . our hero . this movie was dull from start to finish ."
+    pieces = model.tokenizer.encode_batch([text])[0]
+    assert len(pieces) > 12
+    (result,) = model.ner([text])
+    assert [t["token"] for t in result["tokens"]] == model.tokenizer.tokenize(text)  # nothing cut
+
+    def alone(window: list[int]) -> np.ndarray:
+        ids = torch.tensor([[model.tokenizer.cls_token_id, *window, model.tokenizer.sep_token_id]])
+        with torch.no_grad():
+            return torch.softmax(model.model(ids).logits[0, 1:-1], -1).max(-1).values.numpy()
+
+    # the first and last pieces lie in one window each: their scores are that window's, run alone
+    np.testing.assert_allclose(result["tokens"][0]["score"], alone(pieces[:6])[0], atol=1e-5)
+    np.testing.assert_allclose(result["tokens"][-1]["score"], alone(pieces[-6:])[-1], atol=1e-5)

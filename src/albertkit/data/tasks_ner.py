@@ -285,30 +285,41 @@ def _tag_ids(spec: TaskSpec, examples: list[NerExample]) -> np.ndarray | None:
     return np.array([label2id[name] for name in names], dtype=np.int64)[inverse] if len(names) else inverse
 
 
+def most_central(total: int, windows: Iterable[tuple[int, np.ndarray]], fill: float) -> np.ndarray:
+    """Per item of a sequence of `total` items, the values of the window (first item, per-item values) where it
+    has the most context on its shorter side (the earlier window on a tie); `fill` where no window has it."""
+    chosen: np.ndarray | None = None
+    context = np.full(total, -1, dtype=np.int64)
+    for first, values in windows:
+        if chosen is None:
+            chosen = np.full((total, *values.shape[1:]), fill, dtype=values.dtype)
+        positions = np.arange(len(values))
+        window_context = np.minimum(positions, len(values) - 1 - positions)
+        items = first + positions
+        better = window_context > context[items]
+        chosen[items[better]] = values[better]
+        context[items[better]] = window_context[better]
+    return chosen if chosen is not None else np.full(total, fill)
+
+
 def ner_word_tags(
     spec: TaskSpec, features: list[dict[str, Any]], logits: Sequence[np.ndarray]
 ) -> list[list[str]]:
     """Predicted tag of every word of every sentence (the argmax at its labeled token).
 
     `logits` holds one (tokens, num_labels) array per feature; rows padded past the feature's length are fine.
-    A word seen in several windows takes the tag of the window with the most context on its shorter side;
-    a word in no window (longer than max_seq_length on its own) gets O.
+    A word seen in several windows takes the tag of its most central one (`most_central`); a word in no
+    window (longer than max_seq_length on its own) gets O.
     """
-    labels = np.array(spec.labels, dtype=object)
-    predicted: dict[int, np.ndarray] = {}
-    context: dict[int, np.ndarray] = {}
+    labels = np.array([*spec.labels, "O"], dtype=object)  # id -1 (no window) reads as O
+    windows: dict[int, list[tuple[int, np.ndarray]]] = {}
+    num_words: dict[int, int] = {}
     for feature, feature_logits in zip(features, logits, strict=True):
-        index, first = feature["example_index"], feature["first_word"]
-        if index not in predicted:
-            predicted[index] = np.full(feature["num_words"], -1, dtype=np.int64)
-            context[index] = np.full(feature["num_words"], -1, dtype=np.int64)
-        positions = np.arange(len(feature["word_positions"]))
-        window_context = np.minimum(positions, len(positions) - 1 - positions)
-        words = first + positions
-        better = window_context > context[index][words]
-        predicted[index][words[better]] = np.asarray(feature_logits)[feature["word_positions"]].argmax(axis=-1)[better]
-        context[index][words[better]] = window_context[better]
-    return [np.where(ids >= 0, labels[np.maximum(ids, 0)], "O").tolist() for _, ids in sorted(predicted.items())]
+        index = feature["example_index"]
+        ids = np.asarray(feature_logits)[feature["word_positions"]].argmax(axis=-1)
+        windows.setdefault(index, []).append((feature["first_word"], ids))
+        num_words[index] = feature["num_words"]
+    return [labels[most_central(num_words[i], windows[i], fill=-1)].tolist() for i in sorted(windows)]
 
 
 def ner_entities(example: NerExample, tags: Sequence[str]) -> list[NerEntity]:

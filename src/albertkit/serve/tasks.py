@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from albertkit.data.tasks_ner import most_central, word_windows
 from albertkit.embed import Encoder, pad_batch
 from albertkit.metrics import entity_spans
 from albertkit.model import (
@@ -19,6 +20,7 @@ from albertkit.model import (
 )
 
 TASKS = ("classify", "embed", "fill-mask", "ner")
+NER_WINDOWS_PER_PASS = 64  # windows of long NER texts go through the model this many at a time
 
 
 class TaskModel:
@@ -123,26 +125,36 @@ class TaskModel:
     def ner(self, texts: list[str]) -> list[dict[str, Any]]:
         """{"tokens": [{"token", "label", "score"}], "entities": [{"type", "text", "start", "end"}]} per text.
 
-        start/end index the tokens (end exclusive); [CLS] and [SEP] are left out.
+        start/end index the tokens (end exclusive); [CLS] and [SEP] are left out. A text longer than the
+        model's max_length runs as overlapping windows, each token labeled by its most central window.
         """
-        sequences, input_ids, attention_mask = self._batch(texts)
-        probabilities = torch.softmax(self.model(input_ids, attention_mask=attention_mask).logits.float(), dim=-1)
-        scores, label_ids = probabilities.max(dim=-1)
+        tok = self.tokenizer
+        pieces = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(texts)]
+        size = self.encoder.max_length - 2
+        spans = [(i, first, end) for i, ids in enumerate(pieces)
+                 for first, end in word_windows(np.arange(len(ids)), np.arange(1, len(ids) + 1), size)]
+        windows: list[list[tuple[int, np.ndarray]]] = [[] for _ in texts]
+        for start in range(0, len(spans), NER_WINDOWS_PER_PASS):
+            chunk = spans[start : start + NER_WINDOWS_PER_PASS]
+            sequences = [np.array([tok.cls_token_id, *pieces[i][a:b], tok.sep_token_id]) for i, a, b in chunk]
+            input_ids, attention_mask = pad_batch(sequences, tok.pad_token_id)
+            logits = self.model(input_ids, attention_mask=attention_mask).logits.float()
+            probabilities = torch.softmax(logits, dim=-1).numpy()
+            for row, (i, a, b) in enumerate(chunk):
+                windows[i].append((a, probabilities[row, 1 : 1 + b - a]))
         labels = np.array(self.labels, dtype=object)
         results = []
-        for i, sequence in enumerate(sequences):
-            inner = slice(1, len(sequence) - 1)
-            piece_ids = sequence[inner]
-            tags = labels[label_ids[i, inner].numpy()].tolist()
+        for ids, text_windows in zip(pieces, windows, strict=True):
+            probs = most_central(len(ids), text_windows, fill=0.0)
+            tags = labels[probs.argmax(axis=-1)].tolist()
             tokens = [
                 {"token": token, "label": tag, "score": float(score)}
-                for token, tag, score in zip(self.tokenizer.convert_ids_to_tokens(piece_ids), tags,
-                                             scores[i, inner].tolist(), strict=True)
+                for token, tag, score in zip(tok.convert_ids_to_tokens(ids.tolist()), tags, probs.max(axis=-1).tolist(),
+                                             strict=True)
             ]
             entities = [
-                {"type": kind, "text": self.tokenizer.decode(piece_ids[start:end]), "start": start, "end": end}
+                {"type": kind, "text": tok.decode(ids[start:end].tolist()), "start": start, "end": end}
                 for kind, start, end in entity_spans(tags)
             ]
             results.append({"tokens": tokens, "entities": entities})
         return results
-
