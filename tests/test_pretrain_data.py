@@ -28,11 +28,11 @@ WIKI = SHARED_DATA / "en" / "wiki" / "wiki.valid.tokens"
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
 
-def _synthetic_english(path: Path, documents: int = 60, seed: int = 0) -> Path:
+def _synthetic_english(path: Path, documents: int = 200, seed: int = 0) -> Path:
     """Documents of paragraphs of capitalized sentences over a small made-up vocabulary, blank lines between."""
     rng = random.Random(seed)
     words = [
-        "".join(rng.choice("abcdefghijklmnoprstuvw") for _ in range(rng.randint(2, 9))) for _ in range(400)
+        "".join(rng.choice("abcdefghijklmnoprstuvw") for _ in range(rng.randint(2, 6))) for _ in range(4000)
     ]
     docs = []
     for _ in range(documents):
