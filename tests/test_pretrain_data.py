@@ -110,10 +110,8 @@ def test_prepare_writes_shards_index_and_summary(prepared, corpus, tokenizer_dir
     )
     assert index["format_version"] == 1 and index["max_seq_length"] == 128 and index["vocab_size"] == 2000
     assert index["token_dtype"] == "uint16" and train.token_ids.dtype == np.uint16
-    assert (
-        index["tokenizer"]["spiece_sha256"]
-        == hashlib.sha256((tokenizer_dir / "spiece.model").read_bytes()).hexdigest()
-    )
+    assert index["tokenizer"]["file"] == "spiece.model"
+    assert index["tokenizer"]["sha256"] == hashlib.sha256((tokenizer_dir / "spiece.model").read_bytes()).hexdigest()
     assert index["inputs"] == [
         {
             "path": str(corpus),

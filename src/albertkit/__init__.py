@@ -18,7 +18,12 @@ from albertkit.model import (
 __version__ = "0.1.0"
 
 # Imported on first use: they pull in sentencepiece, tqdm and friends.
-_LAZY = {"AlbertTokenizer": "albertkit.tokenizer", "Encoder": "albertkit.embed"}
+_LAZY = {
+    "AlbertTokenizer": "albertkit.tokenizer",
+    "load_tokenizer": "albertkit.tokenizer",
+    "WordPieceTokenizer": "albertkit.wordpiece",
+    "Encoder": "albertkit.embed",
+}
 
 __all__ = [
     "AlbertConfig",
@@ -31,8 +36,10 @@ __all__ = [
     "AlbertTokenizer",
     "Encoder",
     "UserError",
+    "WordPieceTokenizer",
     "__version__",
     "keep_freed_memory",
+    "load_tokenizer",
 ]
 
 

@@ -65,21 +65,27 @@ def save_model_folder(model: torch.nn.Module, directory: str | Path) -> None:
     model.config.save_pretrained(directory)
 
 
+def weights_path(directory: str | Path) -> Path:
+    """The weights file of an HF folder: model.safetensors, else pytorch_model.bin."""
+    directory = Path(directory)
+    for name in (WEIGHTS_NAME, PICKLE_WEIGHTS_NAME):
+        if (directory / name).is_file():
+            return directory / name
+    raise UserError(f"no {WEIGHTS_NAME} or {PICKLE_WEIGHTS_NAME} in {directory}: not a model folder")
+
+
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """Weights of an HF folder: model.safetensors, or pytorch_model.bin read with weights_only=True."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
-    safetensors_path, pickle_path = directory / WEIGHTS_NAME, directory / PICKLE_WEIGHTS_NAME
-    if safetensors_path.is_file():
-        try:
-            return load_file(str(safetensors_path))
-        except (SafetensorError, OSError) as err:
-            raise UserError(f"corrupt or truncated weights file ({err})", safetensors_path) from err
-    if pickle_path.is_file():
-        return load_torch_file(pickle_path)
-    raise UserError(f"no {WEIGHTS_NAME} or {PICKLE_WEIGHTS_NAME} in {directory}: not a model folder")
+    path = weights_path(directory)
+    if path.name == PICKLE_WEIGHTS_NAME:
+        return load_torch_file(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"corrupt or truncated weights file ({err})", path) from err
 
 
 def load_torch_file(path: str | Path) -> Any:

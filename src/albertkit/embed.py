@@ -44,10 +44,10 @@ class Encoder:
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", max_length: int = 512):
         from albertkit.checkpoint import load_any_model
-        from albertkit.tokenizer import AlbertTokenizer
+        from albertkit.tokenizer import load_tokenizer
 
         keep_freed_memory()
-        self._attach(load_any_model(model_dir).to(device).eval(), AlbertTokenizer.from_pretrained(model_dir),
+        self._attach(load_any_model(model_dir).to(device).eval(), load_tokenizer(model_dir),
                      max_length, Path(model_dir))
 
     @classmethod
@@ -60,9 +60,8 @@ class Encoder:
     def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
         from albertkit.checkpoint import check_tokenizer_matches
         from albertkit.model import AlbertModel
-        from albertkit.tokenizer import SPIECE_NAME
 
-        check_tokenizer_matches(tokenizer, model.config, model_dir / SPIECE_NAME if model_dir else None)
+        check_tokenizer_matches(tokenizer, model.config, model_dir / tokenizer.vocab_file if model_dir else None)
         self.model_dir = model_dir
         self.tokenizer = tokenizer
         self.model = model

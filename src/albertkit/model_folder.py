@@ -17,9 +17,9 @@ def init_model_folder(
     seed: int = 0, **overrides: Any,
 ) -> AlbertPreTrainedModel:
     """A freshly initialised model of `preset`, sized to the tokenizer, saved with it as an HF folder."""
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
-    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     config = AlbertConfig.from_preset(preset, **{"vocab_size": tokenizer.vocab_size, **overrides})
     torch.manual_seed(seed)
     model = HEADS[head](config)

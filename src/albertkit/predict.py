@@ -109,7 +109,7 @@ def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any
 
 def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpec]:
     """Model, tokenizer and task settings of a folder written by `albertkit finetune`."""
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
     info = read_model_info(model_dir)
     if "task_spec" not in info:
@@ -117,7 +117,7 @@ def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpe
     spec = TaskSpec.from_dict(info["task_spec"])
     keep_freed_memory()
     model = load_any_model(model_dir).eval()
-    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
                         f"{model.config.vocab_size}", model_dir)

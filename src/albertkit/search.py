@@ -28,19 +28,20 @@ INDEX_TEXTS = "texts.jsonl"
 FORMAT_VERSION = 1
 # Index rows scored per matrix product: bounds the (queries x rows) score matrix in memory.
 SCORE_CHUNK = 32_768
-# Files whose bytes define what an embedding means: weights, shape and tokenizer.
-IDENTITY_FILES = ("model.safetensors", "config.json", "spiece.model")
 
 
 def model_identity(model_dir: str | Path) -> str:
     """sha256 over the model's weights, config and tokenizer: equal only for models giving equal embeddings."""
+    from albertkit.checkpoint import weights_path
+    from albertkit.config import CONFIG_NAME
+    from albertkit.tokenizer import tokenizer_file
+
     model_dir = Path(model_dir)
     digest = hashlib.sha256()
-    for name in IDENTITY_FILES:
-        path = model_dir / name
+    for path in (weights_path(model_dir), model_dir / CONFIG_NAME, tokenizer_file(model_dir)):
         if not path.is_file():
-            raise UserError(f"no {name} in the model folder", model_dir)
-        digest.update(name.encode())
+            raise UserError(f"no {path.name} in the model folder", model_dir)
+        digest.update(path.name.encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - handle is the loop's own
                 digest.update(block)

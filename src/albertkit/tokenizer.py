@@ -24,7 +24,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache, partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import sentencepiece as spm
@@ -33,10 +32,14 @@ from tqdm import tqdm
 from albertkit.checkpoint import write_atomic, write_text_atomic
 from albertkit.data.textfiles import iter_text_lines, resolve_text_files
 from albertkit.errors import UserError
+from albertkit.tokenizer_base import (
+    SPECIAL_TOKENS_MAP_NAME,
+    TOKENIZER_CONFIG_NAME,
+    TokenizerBase,
+    read_tokenizer_config,
+)
 
 SPIECE_NAME = "spiece.model"
-TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
-SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 PAD, UNK, CLS, SEP, MASK = "<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 
@@ -61,8 +64,10 @@ _MAX_TRAIN_CHARS = 4096
 _LANG_SAMPLE_LINES = 10_000
 
 
-class AlbertTokenizer:
+class AlbertTokenizer(TokenizerBase):
     """A SentencePiece unigram tokenizer with ALBERT's special tokens and transformers' preprocessing."""
+
+    vocab_file = SPIECE_NAME
 
     def __init__(
         self,
@@ -77,17 +82,13 @@ class AlbertTokenizer:
         self.do_lower_case = do_lower_case
         self.keep_accents = keep_accents
         self.model_max_length = model_max_length
-        self.vocab_size = self.sp_model.get_piece_size()
-        self._pieces = np.array([self.sp_model.id_to_piece(i) for i in range(self.vocab_size)], dtype=object)
+        pieces = [self.sp_model.id_to_piece(i) for i in range(self.sp_model.get_piece_size())]
         self._special_id = {token: self._piece_id(token) for token in SPECIAL_TOKENS}
-        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = (
-            self._special_id[token] for token in SPECIAL_TOKENS
-        )
-        self.all_special_ids = sorted(self._special_id.values())
-        self._is_special = np.zeros(self.vocab_size, dtype=bool)
-        self._is_special[self.all_special_ids] = True
-        self.word_start_mask = self._is_special | np.array(
-            [piece.startswith("▁") or bool(_CJK_CHAR.match(piece)) for piece in self._pieces], dtype=bool
+        self._index_vocabulary(
+            pieces,
+            [self._special_id[token] for token in SPECIAL_TOKENS],
+            word_starts=(piece.startswith("▁") or bool(_CJK_CHAR.match(piece)) for piece in pieces),
+            piece_lengths=(len(piece) - piece.startswith("▁") for piece in pieces),
         )
 
     def _piece_id(self, token: str) -> int:
@@ -103,15 +104,10 @@ class AlbertTokenizer:
         model_path = directory / SPIECE_NAME
         if not model_path.is_file():
             raise UserError(
-                f"no {SPIECE_NAME} in this folder; train one with `albertkit tokenizer train`", directory
+                f"no {SPIECE_NAME} (or BERT vocab.txt) in this folder; train one with `albertkit tokenizer train`",
+                directory,
             )
-        config_path = directory / TOKENIZER_CONFIG_NAME
-        config: dict[str, Any] = {}
-        if config_path.is_file():
-            try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise UserError(f"invalid JSON ({err.msg})", config_path, err.lineno) from None
+        config = read_tokenizer_config(directory)
         return cls(
             model_path.read_bytes(),
             do_lower_case=bool(config.get("do_lower_case", True)),
@@ -143,9 +139,6 @@ class AlbertTokenizer:
         write_text_atomic(directory / TOKENIZER_CONFIG_NAME, json.dumps(config, indent=2) + "\n")
         write_text_atomic(directory / SPECIAL_TOKENS_MAP_NAME, json.dumps(special, indent=2) + "\n")
 
-    def __len__(self) -> int:
-        return self.vocab_size
-
     def normalize(self, text: str) -> str:
         """transformers' ALBERT preprocessing: ``/'' to ", accents stripped, lowercased, whitespace collapsed."""
         return normalize_text(text, do_lower_case=self.do_lower_case, keep_accents=self.keep_accents)
@@ -153,10 +146,6 @@ class AlbertTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
         return self._encode(texts, out_type=int)
-
-    def encode(self, text: str) -> list[int]:
-        """Piece ids of one text, without [CLS]/[SEP]."""
-        return self._encode([text], out_type=int)[0]
 
     def tokenize(self, text: str) -> list[str]:
         """The pieces of one text (an unknown character shows as itself, as in transformers)."""
@@ -177,12 +166,6 @@ class AlbertTokenizer:
             results.append(pieces)
         return results
 
-    def convert_ids_to_tokens(self, ids: int | Iterable[int]) -> str | list[str]:
-        """Piece string of an id, or the list of piece strings of ids."""
-        if isinstance(ids, int | np.integer):
-            return str(self._pieces[ids])
-        return self._pieces[np.asarray(ids, dtype=np.int64)].tolist()
-
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """Id of a piece string, or ids of a list; a string that is not a piece gives the <unk> id."""
         if isinstance(tokens, str):
@@ -198,103 +181,25 @@ class AlbertTokenizer:
         text = "".join(tokens).replace("▁", " ")
         return text[1:] if tokens and tokens[0].startswith("▁") else text
 
-    def build_inputs(
-        self, ids_a: list[int], ids_b: list[int] | None = None, max_length: int | None = None
-    ) -> dict[str, list[int]]:
-        """[CLS] a [SEP] (b [SEP]) with token_type_ids and attention_mask; longest-first truncation to max_length."""
-        if max_length is not None:
-            ids_a, ids_b = _truncate_longest_first(ids_a, ids_b, max_length - (2 if ids_b is None else 3))
-        input_ids = [self.cls_token_id, *ids_a, self.sep_token_id]
-        token_type_ids = [0] * len(input_ids)
-        if ids_b is not None:
-            input_ids += [*ids_b, self.sep_token_id]
-            token_type_ids += [1] * (len(ids_b) + 1)
-        return {
-            "input_ids": input_ids,
-            "token_type_ids": token_type_ids,
-            "attention_mask": [1] * len(input_ids),
-        }
 
-    def __call__(
-        self,
-        text: str | list[str],
-        text_pair: str | list[str] | None = None,
-        *,
-        truncation: bool | str = False,
-        max_length: int | None = None,
-        padding: bool | str = False,
-        return_tensors: str | None = None,
-    ) -> dict[str, Any]:
-        """Encode texts (and pairs) with special tokens, like transformers' tokenizer call.
+def tokenizer_file(directory: str | Path) -> Path:
+    """The file that defines a folder's tokenizer: ALBERT's `spiece.model`, or else a BERT `vocab.txt` (as the
+    community Chinese ALBERT checkpoints ship); `spiece.model` (to be reported missing) when there is neither."""
+    from albertkit.wordpiece import VOCAB_NAME
 
-        truncation: True or "longest_first" cuts to max_length (default model_max_length); padding: True or
-        "longest" pads to the longest in the batch, "max_length" to max_length; return_tensors: None (lists),
-        "pt" or "np" (these add a batch dimension to a single text).
-        """
-        single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        pairs = (
-            None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
-        )
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
-        if truncation not in (False, True, "longest_first", "do_not_truncate"):
-            raise ValueError(f"truncation must be True, False or 'longest_first', not {truncation!r}")
-        truncate = truncation in (True, "longest_first")
-        limit = max_length or self.model_max_length
-        ids_a = self.encode_batch(texts)
-        ids_b = self.encode_batch(pairs) if pairs is not None else [None] * len(texts)
-        rows = [
-            self.build_inputs(a, b, limit if truncate else None) for a, b in zip(ids_a, ids_b, strict=True)
-        ]
-        batch = {key: [row[key] for row in rows] for key in ("input_ids", "token_type_ids", "attention_mask")}
-        if padding in (True, "longest"):
-            batch = self._pad(batch, max((len(ids) for ids in batch["input_ids"]), default=0))
-        elif padding == "max_length":
-            batch = self._pad(batch, limit)
-        elif padding not in (False, "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', not {padding!r}")
-        if return_tensors is not None:
-            return _to_tensors(batch, return_tensors)
-        return {key: value[0] for key, value in batch.items()} if single else batch
-
-    def _pad(self, batch: dict[str, list[list[int]]], length: int) -> dict[str, list[list[int]]]:
-        pad_values = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
-        return {
-            key: [row + [pad_values[key]] * (length - len(row)) for row in rows]
-            for key, rows in batch.items()
-        }
+    directory = Path(directory)
+    if not (directory / SPIECE_NAME).is_file() and (directory / VOCAB_NAME).is_file():
+        return directory / VOCAB_NAME
+    return directory / SPIECE_NAME
 
 
-def _truncate_longest_first(
-    ids_a: list[int], ids_b: list[int] | None, budget: int
-) -> tuple[list[int], list[int] | None]:
-    """Cut the pair to `budget` tokens as `tokenizers` does: the longer side first, then both halves."""
-    if budget < 0:
-        raise ValueError("max_length is too small to hold the special tokens")
-    if ids_b is None:
-        return ids_a[:budget], None
-    if len(ids_a) + len(ids_b) <= budget:
-        return ids_a, ids_b
-    short, long = sorted((len(ids_a), len(ids_b)))
-    keep_short, keep_long = (
-        (short, budget - short) if short <= budget // 2 else (budget // 2, budget - budget // 2)
-    )
-    keep_a, keep_b = (keep_long, keep_short) if len(ids_a) > len(ids_b) else (keep_short, keep_long)
-    return ids_a[:keep_a], ids_b[:keep_b]
+def load_tokenizer(directory: str | Path) -> TokenizerBase:
+    """The tokenizer of a folder, SentencePiece or WordPiece (see `tokenizer_file`)."""
+    from albertkit.wordpiece import VOCAB_NAME, WordPieceTokenizer
 
-
-def _to_tensors(batch: dict[str, list[list[int]]], kind: str) -> dict[str, Any]:
-    if len({len(row) for row in batch["input_ids"]}) > 1:
-        raise ValueError("texts have different lengths: pass padding=True to return tensors")
-    arrays = {key: np.array(rows, dtype=np.int64) for key, rows in batch.items()}
-    if kind == "np":
-        return arrays
-    if kind == "pt":
-        import torch
-
-        return {key: torch.from_numpy(array) for key, array in arrays.items()}
-    raise ValueError(f"return_tensors must be None, 'pt' or 'np', not {kind!r}")
+    if tokenizer_file(directory).name == VOCAB_NAME:
+        return WordPieceTokenizer.from_pretrained(directory)
+    return AlbertTokenizer.from_pretrained(directory)
 
 
 def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool = False) -> str:

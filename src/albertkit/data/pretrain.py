@@ -74,7 +74,7 @@ def prepare_pretraining_data(
     folder; by default `tokenizer_dir` when it holds a config.json) bounds `max_seq_length` by the model's
     positions. The tokenizer is copied to `out_dir/tokenizer`.
     """
-    from albertkit.tokenizer import SPIECE_NAME, AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
     started = time.perf_counter()
     check_lang(lang)
@@ -88,7 +88,7 @@ def prepare_pretraining_data(
     files = resolve_text_files(inputs)
     if not files:
         raise UserError("no input files given")
-    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     workers = workers or os.cpu_count() or 1
     stats = CorpusStats()
     chunks = _document_chunks(read_raw_documents(files, stats))
@@ -114,7 +114,8 @@ def prepare_pretraining_data(
             },
             "tokenizer": {
                 "path": str(tokenizer_dir),
-                "spiece_sha256": hashlib.sha256((Path(tokenizer_dir) / SPIECE_NAME).read_bytes()).hexdigest(),
+                "file": tokenizer.vocab_file,
+                "sha256": hashlib.sha256((Path(tokenizer_dir) / tokenizer.vocab_file).read_bytes()).hexdigest(),
                 "do_lower_case": tokenizer.do_lower_case,
                 "keep_accents": tokenizer.keep_accents,
             },
@@ -252,9 +253,9 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(tokenizer_dir: str | Path, lang: str, whole_word_mask: str | None) -> None:
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
-    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     _worker.update(tokenizer=tokenizer, lang=lang, whole_word_mask=whole_word_mask)
     # Text ids of <pad>, [CLS], [SEP], [MASK] (from those strings typed in the text) would fake structure: dropped.
     _worker["dropped_ids"] = np.array(
@@ -265,9 +266,6 @@ def _init_worker(tokenizer_dir: str | Path, lang: str, whole_word_mask: str | No
 
         jieba.setLogLevel(60)
         jieba.initialize()
-        _worker["piece_chars"] = np.array(
-            [len(p.replace("▁", "")) for p in tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))]
-        )
 
 
 def _tokenize_chunk(chunk: list[RawDocument]) -> tuple[TokenizedDocuments, Counter]:
@@ -302,20 +300,21 @@ def _mark_jieba_word_starts(
     jieba word. Sentences whose pieces do not spell the normalized text (unknown pieces) keep the default bits."""
     import jieba
 
-    tokenizer, piece_chars = _worker["tokenizer"], _worker["piece_chars"]
+    tokenizer = _worker["tokenizer"]
     ends = np.cumsum(lengths)
     for i in np.flatnonzero(chinese):
         start, end = ends[i] - lengths[i], ends[i]
         text = tokenizer.normalize(sentences[i])
         chars = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        token_chars = piece_chars[ids[start:end]]
+        token_chars = tokenizer.piece_lengths[ids[start:end]]
         not_space = chars != ord(" ")
         if token_chars.sum() != not_space.sum() or (ids[start:end] == tokenizer.unk_token_id).any():
             continue
         word_lengths = np.fromiter(map(len, jieba.cut(text)), dtype=np.int64)
         starts_word = np.zeros(len(chars) + 1, dtype=bool)
         starts_word[np.cumsum(word_lengths) - word_lengths] = True
-        # Positions in the text without spaces, where the pieces (their "▁" removed) line up character by character.
+        # Positions in the text without spaces, where the pieces (their "▁" or "##" removed) line up character by
+        # character.
         starts_word = np.append(starts_word[:-1][not_space], True)
         word_starts[start:end] = starts_word[np.cumsum(token_chars) - token_chars]
 

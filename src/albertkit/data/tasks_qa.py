@@ -138,8 +138,7 @@ def _piece_spans(tokenizer: Any, words: list[str], word_starts: np.ndarray) -> t
     flat = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64, count=int(counts.sum()))
     if not len(flat):
         return flat, counts, flat.copy(), flat.copy()
-    vocab_pieces = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
-    piece_chars = np.array([len(p) - p.startswith("▁") for p in vocab_pieces], dtype=np.int64)[flat]
+    piece_chars = tokenizer.piece_lengths[flat]
     word_of_piece = np.repeat(np.arange(len(counts)), counts)
     first_piece = np.cumsum(counts) - counts
     word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))

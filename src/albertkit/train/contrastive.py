@@ -169,7 +169,7 @@ def train_sentence_embeddings(
     Spearman correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
     `train_flags` are `TrainConfig` fields (batch_size, learning_rate, epochs, max_steps, seed, ...).
     """
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
     options = options or ContrastiveOptions()
     if (sentences is None) == (pairs is None):
@@ -177,7 +177,7 @@ def train_sentence_embeddings(
     if options.pooling not in POOLINGS:
         raise UserError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
     config = TrainConfig(**{**CONTRASTIVE_DEFAULTS, **train_flags})
-    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     original = AlbertConfig.from_pretrained(model_dir)
     albert = AlbertModel.from_pretrained(model_dir, hidden_dropout_prob=options.dropout,
                                          attention_probs_dropout_prob=options.dropout)

@@ -169,7 +169,7 @@ def run_finetuning(
     **flags: Any,
 ) -> TrainResult:
     """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it."""
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
     out_dir = Path(out_dir)
     values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
@@ -180,7 +180,7 @@ def run_finetuning(
         raise UserError("no task: pass --task or set `task:` in the config file")
     train_config = dataclass_from(TrainConfig, values, config_path)
     options = dataclass_from(FinetuneOptions, values, config_path)
-    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     with reporting_skipped_rows():
         spec, train_examples = read_train_examples(_task_spec(task, options), train_path)
         dev_examples = read_examples(spec, dev_path)

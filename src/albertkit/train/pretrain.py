@@ -151,7 +151,7 @@ def run_pretraining(
     **flags: Any,
 ) -> TrainResult:
     """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP."""
-    from albertkit.tokenizer import AlbertTokenizer
+    from albertkit.tokenizer import load_tokenizer
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():
@@ -164,7 +164,7 @@ def run_pretraining(
     options = dataclass_from(PretrainOptions, values, config_path)
     merge_config(options.model, {}, field_names(AlbertConfig) - {"extra"}, config_path)  # unknown `model:` keys
     tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
-    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     torch.manual_seed(train_config.seed)  # the new model's initial weights follow the run's seed
     model = build_pretraining_model(model_dir, options.preset if model_dir is None else None, tokenizer, options.model)
     if options.max_seq_length and options.max_seq_length > model.config.max_position_embeddings:
