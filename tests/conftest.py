@@ -6,6 +6,17 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Mixed Chinese and English with full-width forms, accents, quotes and special-token strings: tokenizer parity.
+MIXED = [
+    "我爱北京天安门 and I love NLP 2023年",
+    "ALBERT模型在GLUE上表现很好！真的吗？",
+    "价格是１２３４５元，ＯＫ吗？",
+    "Café 咖啡 naïve  résumé",
+    "[MASK]是中国的首都",
+    "这是一个测试[SEP]第二句 <unk> 结束",
+    "He said ``hello'' 然后走了\t…",
+    "ｈｔｔｐ：／／ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ 网址",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")

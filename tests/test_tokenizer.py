@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MIXED
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2
@@ -27,16 +28,6 @@ WORDS = (
     "the quick brown fox jumps over a lazy dog while five boxing wizards jump quickly and "
     "sphinx of black quartz judge my vow as we pack my box with liquor"
 ).split()
-MIXED = [
-    "我爱北京天安门 and I love NLP 2023年",
-    "ALBERT模型在GLUE上表现很好！真的吗？",
-    "价格是１２３４５元，ＯＫ吗？",
-    "Café 咖啡 naïve  résumé",
-    "[MASK]是中国的首都",
-    "这是一个测试[SEP]第二句 <unk> 结束",
-    "He said ``hello'' 然后走了\t…",
-    "ｈｔｔｐ：／／ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ 网址",
-]
 
 
 def _shared(*parts: str) -> Path:

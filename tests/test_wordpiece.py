@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MIXED as MIXED_TEXTS
 
 from albertkit.cli import main
 from albertkit.data.pretrain import PretrainingData
@@ -24,14 +25,9 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 MIXED = [
-    "我爱北京天安门 and I love NLP 2023年",
-    "ALBERT模型在GLUE上表现很好！真的吗？",
-    "价格是１２３４５元，ＯＫ吗？",
-    "Café 咖啡 naïve  résumé",
-    "[MASK]是中国的首都",
+    *MIXED_TEXTS,
     "这是一个测试[SEP]第二句 [UNK] 结束",
-    "He said ``hello'' 然后走了\t…\x00\u200b",
-    "ｈｔｔｐ：／／ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ 网址",
+    "control\x00 and zero-width\u200b characters",
     "antidisestablishmentarianism" * 5,
     "",
 ]
