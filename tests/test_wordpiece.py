@@ -196,6 +196,25 @@ def test_community_checkpoint_embeds_like_transformers(community_model):
     np.testing.assert_allclose(encoder.encode(texts, pooling="mean", normalize=False), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_community_checkpoint_without_architectures_fills_masks_like_transformers(community_model):
+    from albertkit.serve.tasks import TaskModel
+
+    served = TaskModel(community_model)  # config.json names no architecture: the MLM weights decide
+    assert type(served.model).__name__ == "AlbertForMaskedLM" and "fill-mask" in served.tasks
+    text = "北京是中国的[MASK]都，上海在[MASK]边。"
+    (result,) = served.fill_mask([(text, 5)])
+    theirs = transformers.AlbertForMaskedLM.from_pretrained(community_model).eval()
+    batch = transformers.BertTokenizer.from_pretrained(community_model)(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = theirs(**batch).logits[0, batch["input_ids"][0] == 103]
+    special = [0, 100, 101, 102, 103]
+    logits[:, special] = -float("inf")
+    expected = logits.softmax(-1).topk(5)
+    assert [[c["id"] for c in candidates] for candidates in result] == expected.indices.tolist()
+    np.testing.assert_allclose([[c["score"] for c in candidates] for candidates in result],
+                               expected.values.numpy(), rtol=1e-4)
+
+
 def test_community_checkpoint_fine_tunes_predicts_and_round_trips(community_model, tmp_path):
     out = tmp_path / "run"
     train, dev = sample_path("zh", "sentiment_train.tsv"), sample_path("zh", "sentiment_dev.tsv")

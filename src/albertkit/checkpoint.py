@@ -175,12 +175,40 @@ def read_model_info(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def weight_names(directory: str | Path) -> set[str]:
+    """Names of the tensors in an HF folder's weights (safetensors: read from the header alone)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = weights_path(directory)
+    if path.name == PICKLE_WEIGHTS_NAME:
+        return set(load_torch_file(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return set(handle.keys())
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"corrupt or truncated weights file ({err})", path) from err
+
+
+def architecture_of_weights(names: set[str], default: str) -> str:
+    """The head a folder's weights belong to, for configs without `architectures` (older conversions, such as
+    the community Chinese checkpoints); a `classifier` alone could be either classification head: `default`."""
+    heads = {"sop_classifier.": "AlbertForPreTraining", "predictions.": "AlbertForMaskedLM",
+             "qa_outputs.": "AlbertForQuestionAnswering"}
+    for prefix, architecture in heads.items():
+        if any(name.startswith(prefix) for name in names):
+            return architecture
+    return default
+
+
 def load_any_model(directory: str | Path, default: str = "AlbertModel") -> torch.nn.Module:
-    """The model class named in config.json's `architectures` (or `default`), loaded from the folder."""
+    """The model class named in config.json's `architectures` (else the one its weights hold, else `default`),
+    loaded from the folder."""
     from albertkit.config import AlbertConfig
     from albertkit.model import HEADS
 
-    architectures = AlbertConfig.from_pretrained(directory).architectures or [default]
+    architectures = AlbertConfig.from_pretrained(directory).architectures or [
+        architecture_of_weights(weight_names(directory), default)
+    ]
     cls = HEADS.get(architectures[0])
     if cls is None:
         raise UserError(f"unsupported architecture {architectures[0]!r}; albertkit knows {', '.join(HEADS)}",
