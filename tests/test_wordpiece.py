@@ -239,7 +239,7 @@ def test_community_checkpoint_fine_tunes_predicts_and_round_trips(community_mode
     np.testing.assert_allclose(ours, probs.numpy(), atol=1e-5)
 
 
-def test_pretrain_prepare_with_a_wordpiece_vocabulary_and_jieba_words(community_model, tmp_path):
+def test_prepare_and_pretrain_with_a_wordpiece_vocabulary_and_jieba_words(community_model, tmp_path):
     pytest.importorskip("jieba")
     assert main(["pretrain", "prepare", "--input", str(sample_path("zh", "corpus.txt")), "--tokenizer",
                  str(community_model), "--out", str(tmp_path / "data"), "--lang", "zh", "--whole-word-mask", "zh",
@@ -253,3 +253,11 @@ def test_pretrain_prepare_with_a_wordpiece_vocabulary_and_jieba_words(community_
     # Every Chinese character is its own WordPiece word; jieba joins them into words of one to four characters.
     # (0.65 here; without jieba every token would start a word).
     assert 0.55 < (pairs["word_starts"] & maskable).sum() / maskable.sum() < 0.75
+    # Pretraining from scratch with the BERT vocabulary: the model folder carries vocab.txt, AutoTokenizer loads it.
+    run = tmp_path / "run"
+    assert main(["pretrain", "run", "--data", str(tmp_path / "data"), "--preset", "tiny", "--out", str(run),
+                 "--max-steps", "2", "--batch-size", "8", "--log-every", "1", "--seed", "0"]) == 0
+    final = run / "final"
+    assert json.loads((final / "config.json").read_text())["vocab_size"] == index["vocab_size"]
+    assert transformers.AutoTokenizer.from_pretrained(final)("北京")["input_ids"] == load_tokenizer(final)("北京")[
+        "input_ids"]
