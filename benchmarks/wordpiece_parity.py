@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import transformers
-from tokenizers import BertWordPieceTokenizer
 
 from albertkit.tokenizer import load_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import write_bert_vocab  # noqa: E402 - the tests' vocabulary builder, found through sys.path
 
 SOURCES = (("zh/chnsenticorp/train.tsv", (0,)), ("zh/afqmc/train.tsv", (0, 1)), ("en/sst2/train.tsv", (0,)))
 
@@ -31,14 +34,6 @@ def read_texts(data: Path) -> list[str]:
     return texts
 
 
-def write_vocab(texts: list[str], folder: Path, vocab_size: int) -> None:
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=[], show_progress=False)
-    learned = [piece for piece, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
-    pieces = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]", *learned]
-    (folder / "vocab.txt").write_text("".join(f"{piece}\n" for piece in pieces), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -46,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = read_texts(args.data)
     with tempfile.TemporaryDirectory() as folder:
-        write_vocab(texts, Path(folder), args.vocab_size)
+        write_bert_vocab(texts, Path(folder), args.vocab_size)
         ours, theirs = load_tokenizer(folder), transformers.BertTokenizer.from_pretrained(folder)
         started = time.perf_counter()
         our_ids = ours.encode_batch(texts)

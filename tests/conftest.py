@@ -108,3 +108,26 @@ def sigkill_after_checkpoint(argv: list[str], run_dir: Path, step: int) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert checkpoint.exists() and not (run_dir / "final").exists(), "the kill came too late to test anything"
+
+
+def sample_texts(lang: str) -> list[str]:
+    """The paragraphs and sentences of the quickstart sample that ships with the package."""
+    from albertkit.samples import sample_path
+
+    corpus = sample_path(lang, "corpus.txt").read_text(encoding="utf-8").splitlines()
+    rows = sample_path(lang, "sentiment_train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [line for line in corpus if line.strip()] + [row.split("\t")[0] for row in rows]
+
+
+def write_bert_vocab(texts: list[str], path: Path, vocab_size: int = 1500) -> list[str]:
+    """A WordPiece vocabulary in bert-base-chinese's layout: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK]
+    (ids 0, 100-103), then the pieces `tokenizers` learns from `texts`."""
+    from tokenizers import BertWordPieceTokenizer
+
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=[], show_progress=False)
+    learned = [piece for piece, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
+    pieces = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]", *learned]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("".join(f"{piece}\n" for piece in pieces), encoding="utf-8")
+    return pieces

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sample_texts, write_bert_vocab
 
 from albertkit.data.tasks import (
     NerExample,
@@ -25,6 +26,7 @@ from albertkit.data.tasks_ner import word_windows
 from albertkit.data.tasks_table import sorted_labels
 from albertkit.errors import UserError
 from albertkit.metrics import compute_metrics
+from albertkit.tokenizer import load_tokenizer
 
 ENGLISH = (
     "The film was released in 1966 and directed by Sergio Leone in Italy and Spain.\n"
@@ -418,6 +420,39 @@ def test_squad_windows_positions_and_predictions(tmp_path, tokenizer):
     assert compute_metrics("qa", predictions, references) == {"exact_match": 1.0, "f1": 1.0}
     # without v2 the best span wins even where [CLS] scores higher
     assert qa_predictions(features, *oracle_logits(features))["q3"] != ""
+
+
+# A Chinese paragraph is one whitespace "word": rare characters (unknown pieces) and characters that normalize
+# to several ("ﬁ", "½") used to make every piece of it span the whole paragraph.
+ZH_CONTEXT = "鱻鱼是一种少见的字，龘也是。价格½元，ﬁ字连写。张三在北京工作，李四在上海读书。"
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "wordpiece"])
+def test_squad_answers_in_a_chinese_paragraph_with_rare_characters(tmp_path, tokenizer, kind):
+    if kind == "wordpiece":
+        write_bert_vocab(sample_texts("zh"), tmp_path / "wordpiece")
+        tokenizer = load_tokenizer(tmp_path / "wordpiece")
+    answers = {"q1": "北京", "q2": "上海读书", "q3": "龘"}
+    qas = [{"id": qid, "question": "在哪里？", "answers": [{"text": text, "answer_start": ZH_CONTEXT.index(text)}]}
+           for qid, text in answers.items()]
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": ZH_CONTEXT, "qas": qas}]}]}
+    spec, examples = read_train_examples(TaskSpec("qa", max_seq_length=64, max_query_length=8, doc_stride=16),
+                                         write(tmp_path / "zh.json", json.dumps(data, ensure_ascii=False)))
+    features = featurize(spec, tokenizer, examples)
+    assert tokenizer.unk_token_id in features[0]["input_ids"]
+    spans = list(zip(features[0]["char_starts"], features[0]["char_ends"], strict=True))
+    # No piece spans the paragraph (sentencepiece gives a run of unknown characters one <unk>).
+    assert max(end - start for start, end in spans) < len(ZH_CONTEXT) // 3
+    # The answer comes back as the pieces it overlaps: exactly the answer when pieces are single characters
+    # (WordPiece here); with sentencepiece a piece or a run of unknown characters may reach past it.
+    (starts, ends), = {(tuple(f["char_starts"]), tuple(f["char_ends"])) for f in features if f["max_context"].all()}
+    covering = {qid: ZH_CONTEXT[min(a for a, b in zip(starts, ends, strict=True) if b > ZH_CONTEXT.index(text)):
+                                max(b for a, b in zip(starts, ends, strict=True) if a < ZH_CONTEXT.index(text) + len(text))]
+                for qid, text in answers.items()}
+    assert qa_predictions(features, *oracle_logits(features)) == covering
+    assert all(text in covering[qid] for qid, text in answers.items())
+    if kind == "wordpiece":
+        assert covering == answers
 
 
 def test_squad_max_context_covers_each_token_once(tmp_path, tokenizer):

@@ -19,7 +19,7 @@ from sentencepiece import sentencepiece_model_pb2
 from albertkit.cli import main
 from albertkit.data.textfiles import iter_text_lines
 from albertkit.errors import UserError
-from albertkit.tokenizer import SPECIAL_TOKENS, AlbertTokenizer, train_tokenizer
+from albertkit.tokenizer import SPECIAL_TOKENS, AlbertTokenizer, normalize_with_sources, train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -302,6 +302,36 @@ def test_random_unicode_decodes_to_the_normalized_text_up_to_unknown_runs(toy_di
     expected = normalized[1:] if normalized.startswith(" ") else normalized
     pattern = "[^ ]+".join(re.escape(part) for part in decoded.split("<unk>"))
     assert re.fullmatch(pattern, expected), (decoded, expected)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=40) | st.text(alphabet="aé ﬁ½`'\u3000\u00a8Σ北京\t", max_size=30))
+def test_offsets_point_at_the_characters_each_piece_comes_from(toy_dir, text):
+    tok = AlbertTokenizer.from_pretrained(toy_dir)
+    normalized, sources = normalize_with_sources(text)
+    assert normalized == tok.normalize(text) and len(sources) == len(normalized)
+    (ids, spans), = tok.encode_with_offsets([text])
+    assert ids == tok.encode(text) and len(spans) == len(ids)
+    assert all(0 <= start <= end <= len(text) for start, end in spans)
+    assert [start for start, _ in spans] == sorted(start for start, _ in spans)
+    # A piece of ASCII letters spells the lowercased characters it points at (sentencepiece deletes control
+    # characters and counts each with the piece before it).
+    for piece, (start, end) in zip(tok.convert_ids_to_tokens(ids), spans, strict=True):
+        bare = piece.lstrip("▁")
+        if bare.isascii() and bare.isalpha() and text[start:end].isascii():
+            assert "".join(c for c in text[start:end] if c.isprintable()).lower() == bare
+
+
+def test_offsets_through_special_tokens_and_expanding_characters(toy_dir):
+    tok = AlbertTokenizer.from_pretrained(toy_dir)
+    text = "the ﬁx [MASK] ``dog''"
+    (ids, spans), = tok.encode_with_offsets([text])
+    pieces = [(piece, text[start:end]) for piece, (start, end) in zip(tok.convert_ids_to_tokens(ids), spans,
+                                                                        strict=True)]
+    assert ("[MASK]", "[MASK]") in pieces and "".join(span for _, span in pieces[:4]) == "the"
+    # "ﬁ" becomes "fi": each piece of it points at the ligature; the quotes point at both backticks.
+    assert all(span == "ﬁ" for piece, span in pieces if piece.lstrip("▁") in ("f", "i", "fi"))
+    assert any(span == "``" for _, span in pieces) and any(span == "''" for _, span in pieces)
 
 
 # --- errors and the CLI ---

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import MIXED as MIXED_TEXTS
+from conftest import sample_texts, write_bert_vocab
 
 from albertkit.cli import main
 from albertkit.data.pretrain import PretrainingData
@@ -33,31 +34,11 @@ MIXED = [
 ]
 
 
-def _sample_texts(lang: str) -> list[str]:
-    corpus = sample_path(lang, "corpus.txt").read_text(encoding="utf-8").splitlines()
-    rows = sample_path(lang, "sentiment_train.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    return [line for line in corpus if line.strip()] + [row.split("\t")[0] for row in rows]
-
-
-def write_bert_vocab(texts: list[str], path: Path, vocab_size: int = 1500) -> list[str]:
-    """A WordPiece vocabulary in bert-base-chinese's layout: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK]
-    (ids 0, 100-103), then the pieces `tokenizers` learns from `texts`."""
-    from tokenizers import BertWordPieceTokenizer
-
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=[], show_progress=False)
-    learned = [piece for piece, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
-    pieces = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]", *learned]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("".join(f"{piece}\n" for piece in pieces), encoding="utf-8")
-    return pieces
-
-
 @pytest.fixture(scope="module")
 def vocab_dir(tmp_path_factory) -> Path:
     """A folder holding only vocab.txt, as the albert_chinese_* checkpoints ship it."""
     out = tmp_path_factory.mktemp("wordpiece")
-    write_bert_vocab(_sample_texts("zh") + _sample_texts("en"), out)
+    write_bert_vocab(sample_texts("zh") + sample_texts("en"), out)
     return out
 
 
@@ -101,7 +82,7 @@ def test_parity_with_bert_tokenizer_on_mixed_and_sample_text(vocab_dir):
     tok = load_tokenizer(vocab_dir)
     assert isinstance(tok, WordPieceTokenizer)
     hf = transformers.BertTokenizer.from_pretrained(vocab_dir)
-    _assert_parity(tok, hf, MIXED + _sample_texts("zh")[:200] + _sample_texts("en")[:200])
+    _assert_parity(tok, hf, MIXED + sample_texts("zh")[:200] + sample_texts("en")[:200])
     # Unknown characters become [UNK]; CJK characters are words of their own; special strings keep their ids.
     assert tok.tokenize("鱻") == ["[UNK]"] and tok.encode("[MASK]是")[0] == tok.mask_token_id == 103
     # The text the pieces spell: BERT does not fold full-width letters (ALBERT's nmt_nfkc does).

@@ -147,6 +147,48 @@ class AlbertTokenizer(TokenizerBase):
         """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
         return self._encode(texts, out_type=int)
 
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Piece ids and each piece's [start, end) characters in its text: sentencepiece aligns its pieces with
+        the normalized text, `normalize_with_sources` aligns that with the text."""
+        # Segments between special-token strings, normalized with their sources, then encoded in one C++ call.
+        segments = []  # (text index, normalized, starts, ends) with positions in the whole text
+        specials = []  # (text index, position in that text, id, span): where each special token goes
+        for index, text in enumerate(texts):
+            position = 0
+            for match in [*_SPECIAL_SPLIT.finditer(text), None]:
+                end = len(text) if match is None else match.start()
+                normalized, sources = normalize_with_sources(
+                    text[position:end], do_lower_case=self.do_lower_case, keep_accents=self.keep_accents
+                )
+                if normalized:
+                    starts = [position + start for start, _ in sources]
+                    segments.append((index, normalized, [*starts, position + len(normalized)],
+                                     [position + stop for _, stop in sources]))
+                if match is not None:
+                    specials.append((index, match.start(), self._special_id[match.group()], match.span()))
+                    position = match.end()
+        results: list[tuple[list[int], list[tuple[int, int]]]] = [([], []) for _ in texts]
+        encoded = self.sp_model.encode([normalized for _, normalized, _, _ in segments], return_type="proto")
+        pending = iter(specials)
+        special = next(pending, None)
+        for (index, normalized, starts, ends), proto in zip(segments, encoded, strict=True):
+            ids, spans = results[index]
+            while special is not None and (special[0], special[1]) < (index, starts[0]):
+                results[special[0]][0].append(special[2])
+                results[special[0]][1].append(special[3])
+                special = next(pending, None)
+            char_of_byte = _char_of_byte(normalized)
+            for piece in proto.pieces:
+                first, stop = char_of_byte[piece.begin], char_of_byte[piece.end]
+                first += first < stop and normalized[first] == " "  # a "▁" piece's text starts after the space
+                ids.append(piece.id)
+                spans.append((starts[first], ends[stop - 1]) if stop > first else (starts[first], starts[first]))
+        while special is not None:
+            results[special[0]][0].append(special[2])
+            results[special[0]][1].append(special[3])
+            special = next(pending, None)
+        return results
+
     def tokenize(self, text: str) -> list[str]:
         """The pieces of one text (an unknown character shows as itself, as in transformers)."""
         return self._encode([text], out_type=str)[0]
@@ -210,6 +252,53 @@ def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool 
     if do_lower_case:
         text = text.lower()
     return _WHITESPACE.sub(" ", text).strip(" ")
+
+
+def _char_of_byte(text: str) -> list[int]:
+    """For each UTF-8 byte offset of `text` (and its end), the index of the character it falls in."""
+    if text.isascii():
+        return list(range(len(text) + 1))
+    return [i for i, char in enumerate(text) for _ in range(len(char.encode()))] + [len(text)]
+
+
+def normalize_with_sources(
+    text: str, *, do_lower_case: bool = True, keep_accents: bool = False
+) -> tuple[str, list[tuple[int, int]]]:
+    """`normalize_text(text)` and, for each of its characters, the [start, end) characters of `text` it comes
+    from (a run of whitespace becomes one space from the whole run; "``" one quote from both characters)."""
+    if text.isascii() and text.isprintable() and "``" not in text and "''" not in text and " " not in text:
+        return normalize_text(text, do_lower_case=do_lower_case, keep_accents=keep_accents), [
+            (i, i + 1) for i in range(len(text))
+        ]
+    produced: list[tuple[str, int, int]] = []
+    position = 0
+    while position < len(text):
+        width = 2 if text.startswith(("``", "''"), position) else 1
+        unit = '"' if width == 2 else text[position]
+        if not keep_accents and not unit.isascii():
+            unit = unicodedata.normalize("NFKD", unit).translate(_combining_marks())
+        if do_lower_case:
+            unit = unit.lower()
+        produced.extend((char, position, position + width) for char in unit)
+        position += width
+    chars: list[str] = []
+    sources: list[tuple[int, int]] = []
+    previous_space = False
+    for char, start, end in produced:
+        space = bool(_WHITESPACE.fullmatch(char))
+        if space and previous_space:
+            sources[-1] = (sources[-1][0], end)
+            continue
+        chars.append(" " if space else char)
+        sources.append((start, end))
+        previous_space = space
+    begin = 1 if chars[:1] == [" "] else 0
+    stop = len(chars) - 1 if len(chars) > begin and chars[-1] == " " else len(chars)
+    normalized = "".join(chars[begin:stop])
+    # Lowercasing the whole text differs from doing it by character only in context (a final sigma becomes
+    # "ς"), never in length: take the whole-text result when its length agrees.
+    whole = normalize_text(text, do_lower_case=do_lower_case, keep_accents=keep_accents)
+    return (whole if len(whole) == len(normalized) else normalized), sources[begin:stop]
 
 
 @cache

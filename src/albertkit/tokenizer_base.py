@@ -46,6 +46,11 @@ class TokenizerBase:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         raise NotImplementedError
 
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Like `encode_batch`, with each piece's [start, end) characters in its text (a piece that spells
+        nothing, such as a lone "▁", spans no characters)."""
+        raise NotImplementedError
+
     def encode(self, text: str) -> list[int]:
         """Piece ids of one text, without [CLS]/[SEP]."""
         return self.encode_batch([text])[0]

@@ -127,6 +127,13 @@ class WordPieceTokenizer(TokenizerBase):
         """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
         return [encoding.ids for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
 
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Piece ids and each piece's [start, end) characters in its text (from `tokenizers`' alignments)."""
+        return [
+            (encoding.ids, encoding.offsets)
+            for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        ]
+
     def tokenize(self, text: str) -> list[str]:
         """The pieces of one text ("##" marks a piece that continues a word)."""
         return self._tokenizer.encode(text, add_special_tokens=False).tokens

@@ -2,8 +2,8 @@
 
 BERT's recipe: the context is split at whitespace into words with character spans, words into pieces,
 and windows of at most max_seq_length tokens ([CLS] question [SEP] window [SEP]) start every doc_stride
-pieces. A piece knows its character span whenever its word's pieces spell the word character for character
-(otherwise each piece spans the whole word), so answers come back as exact slices of the context.
+pieces. Every piece knows the characters of the context it comes from (the tokenizer aligns pieces with the
+text through normalization and unknown characters), so answers come back as exact slices of the context.
 """
 
 from __future__ import annotations
@@ -129,34 +129,23 @@ def _locate(context: str, answer: str, start: int) -> int:
 
 def _piece_spans(tokenizer: Any, words: list[str], word_starts: np.ndarray) -> tuple[np.ndarray, ...]:
     """Pieces of all words (flat), pieces per word, and each piece's [start, end) in its context."""
-    pieces: list[list[int]] = []
+    encoded: list[tuple[list[int], list[tuple[int, int]]]] = []
     for start in range(0, len(words), _ENCODE_CHUNK):
-        pieces.extend(tokenizer.encode_batch(words[start : start + _ENCODE_CHUNK]))
+        encoded.extend(tokenizer.encode_with_offsets(words[start : start + _ENCODE_CHUNK]))
     # A word that normalizes to nothing still needs a piece so that answers there can be pointed at.
-    pieces = [word_pieces or [tokenizer.unk_token_id] for word_pieces in pieces]
-    counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    flat = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64, count=int(counts.sum()))
-    if not len(flat):
-        return flat, counts, flat.copy(), flat.copy()
-    piece_chars = tokenizer.piece_lengths[flat]
-    word_of_piece = np.repeat(np.arange(len(counts)), counts)
-    first_piece = np.cumsum(counts) - counts
-    word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    is_unknown = flat == tokenizer.unk_token_id
-    piece_chars[is_unknown] = 0
-    unknown = np.add.reduceat(is_unknown.astype(np.int64), first_piece)
-    # One <unk> in a word covers exactly the characters the other pieces leave over.
-    leftover = word_lengths - np.add.reduceat(piece_chars, first_piece)
-    piece_chars[is_unknown] = np.where(unknown == 1, leftover, 0)[word_of_piece[is_unknown]]
-    spelled = np.add.reduceat(piece_chars, first_piece)
-    exact = (spelled == word_lengths) & ((unknown == 0) | ((unknown == 1) & (leftover >= 1)))
-    exact_piece = exact[word_of_piece]
-    end_in_word = np.cumsum(piece_chars) - np.repeat(np.cumsum(spelled) - spelled, counts)
-    word_start = word_starts[word_of_piece]
-    # Pieces of a word they do not spell (normalization changed its length) all span the whole word.
-    starts = np.where(exact_piece, word_start + end_in_word - piece_chars, word_start)
-    ends = np.where(exact_piece, word_start + end_in_word, word_start + word_lengths[word_of_piece])
-    return flat, counts, starts, ends
+    encoded = [
+        (ids, spans) if ids else ([tokenizer.unk_token_id], [(0, len(word))])
+        for (ids, spans), word in zip(encoded, words, strict=True)
+    ]
+    counts = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int64, count=len(encoded))
+    total = int(counts.sum())
+    flat = np.fromiter(itertools.chain.from_iterable(ids for ids, _ in encoded), dtype=np.int64, count=total)
+    spans = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain.from_iterable(spans for _, spans in encoded)),
+        dtype=np.int64, count=2 * total,
+    ).reshape(total, 2)
+    word_start = np.repeat(word_starts, counts)
+    return flat, counts, word_start + spans[:, 0], word_start + spans[:, 1]
 
 
 def _window_starts(num_tokens: int, window: int, stride: int) -> list[int]:
