@@ -38,6 +38,7 @@ def test_info_text(tiny_model, capsys):
     assert main(["model", "info", str(tiny_model)]) == 0
     out = capsys.readouterr().out
     assert "AlbertForPreTraining" in out and "hidden_size=256" in out and "encoder" in out
+    assert "  tokenizer: SentencePiece (spiece.model), 70 pieces, lowercased\n" in out
 
 
 @pytest.mark.parametrize(

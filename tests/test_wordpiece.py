@@ -177,10 +177,12 @@ def test_community_checkpoint_embeds_like_transformers(community_model):
     np.testing.assert_allclose(encoder.encode(texts, pooling="mean", normalize=False), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_community_checkpoint_without_architectures_fills_masks_like_transformers(community_model):
+def test_community_checkpoint_without_architectures_fills_masks_like_transformers(community_model, capsys):
     from albertkit.serve.tasks import TaskModel
 
     served = TaskModel(community_model)  # config.json names no architecture: the MLM weights decide
+    assert main(["model", "info", str(community_model)]) == 0
+    assert "tokenizer: WordPiece (vocab.txt)" in capsys.readouterr().out
     assert type(served.model).__name__ == "AlbertForMaskedLM" and "fill-mask" in served.tasks
     text = "北京是中国的[MASK]都，上海在[MASK]边。"
     (result,) = served.fill_mask([(text, 5)])

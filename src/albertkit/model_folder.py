@@ -48,7 +48,23 @@ def describe_model_folder(directory: str | Path) -> dict[str, Any]:
         "architecture": type(model).__name__,
         "config": model.config.to_dict(),
         "parameters": parameter_breakdown(model),
+        "tokenizer": describe_tokenizer(directory),
         "albertkit": read_model_info(directory),
+    }
+
+
+def describe_tokenizer(directory: str | Path) -> dict[str, Any] | None:
+    """The folder's tokenizer: its kind, file, size and case handling (None when the folder has none)."""
+    from albertkit.tokenizer import load_tokenizer, tokenizer_file
+
+    if not tokenizer_file(directory).is_file():
+        return None
+    tokenizer = load_tokenizer(directory)
+    return {
+        "kind": "WordPiece" if tokenizer.vocab_file == "vocab.txt" else "SentencePiece",
+        "file": tokenizer.vocab_file,
+        "vocab_size": tokenizer.vocab_size,
+        "do_lower_case": tokenizer.do_lower_case,
     }
 
 
@@ -62,6 +78,11 @@ def format_model_description(description: dict[str, Any]) -> str:
     )
     lines = [f"{description['folder']}: {description['architecture']}", f"  {shape}", "  parameters:"]
     lines += [f"    {name:<11}{count:>14,}" for name, count in description["parameters"].items()]
+    tokenizer = description["tokenizer"]
+    lines.append(
+        f"  tokenizer: {tokenizer['kind']} ({tokenizer['file']}), {tokenizer['vocab_size']:,} pieces"
+        f"{', lowercased' if tokenizer['do_lower_case'] else ', cased'}" if tokenizer else "  tokenizer: none"
+    )
     labels = config.get("id2label")
     if labels:
         lines.append(f"  labels: {', '.join(labels.values())}")
