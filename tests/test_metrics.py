@@ -111,6 +111,17 @@ def test_entity_scores_by_hand():
         entity_scores([["O"]], [["O", "O"]])
 
 
+def test_chinese_answers_are_scored_by_character():
+    assert normalize_answer("“北京”是首都。") == "北 京 是 首 都"
+    assert normalize_answer("《三体》的作者 Liu Cixin") == "三 体 的 作 者 liu cixin"
+    assert squad_exact_match("北京。", ["“北京”"]) == 1.0
+    # Three of four characters shared: precision 3/3, recall 3/4.
+    assert squad_f1("北京大", ["北京大学"]) == pytest.approx(2 * 1 * 0.75 / 1.75)
+    assert squad_f1("上海", ["北京大学"]) == 0.0
+    # English keeps SQuAD's own rule: curly quotes are not punctuation there.
+    assert normalize_answer("“Paris”") == "“paris”"
+
+
 def test_squad_normalisation_and_scores():
     assert normalize_answer("The  Eiffel-Tower, in Paris!") == "eiffeltower in paris"
     assert normalize_answer("an apple a day") == "apple day"

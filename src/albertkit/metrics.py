@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from albertkit.cjk import CJK_IDEOGRAPH
+
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "macro_f1", "mcc"),
     "pair": ("accuracy", "macro_f1", "mcc"),
@@ -194,11 +196,19 @@ def entity_scores(
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+# Chinese answers (CMRC 2018, DRCD) are scored by character, as their official scripts do: every ideograph
+# is a token of its own and full-width punctuation is dropped like ASCII punctuation.
+_CHINESE_PUNCTUATION = _PUNCTUATION | set("，。、！？：；“”‘’（）《》〈〉【】「」『』〔〕…—－～·")
 
 
 def normalize_answer(text: str) -> str:
-    """The official SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    """The official SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace; text
+    with CJK ideographs also drops full-width punctuation and splits into characters (CMRC 2018's rule)."""
+    chinese = CJK_IDEOGRAPH.search(text) is not None
+    punctuation = _CHINESE_PUNCTUATION if chinese else _PUNCTUATION
+    text = "".join(ch for ch in text.lower() if ch not in punctuation)
+    if chinese:
+        text = CJK_IDEOGRAPH.sub(lambda match: f" {match.group()} ", text)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

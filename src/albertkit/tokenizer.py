@@ -30,6 +30,7 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from albertkit.checkpoint import write_atomic, write_text_atomic
+from albertkit.cjk import CJK_IDEOGRAPH
 from albertkit.data.textfiles import iter_text_lines, resolve_text_files
 from albertkit.errors import UserError
 from albertkit.tokenizer_base import (
@@ -46,18 +47,6 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 # Unicode White_Space minus U+000B, which sentencepiece's normalizer deletes instead (as transformers does).
 _WHITESPACE = re.compile("[\t\n\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
-# The CJK ideograph blocks of BERT's `_is_chinese_char`: each such character starts a word for whole-word masking.
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
-_CJK_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
 _LETTER = re.compile(r"[^\W\d_]")
 # sentencepiece skips sentences over max_sentence_length bytes; longer lines are cut into pieces this long.
 _MAX_TRAIN_CHARS = 4096
@@ -87,7 +76,7 @@ class AlbertTokenizer(TokenizerBase):
         self._index_vocabulary(
             pieces,
             [self._special_id[token] for token in SPECIAL_TOKENS],
-            word_starts=(piece.startswith("▁") or bool(_CJK_CHAR.match(piece)) for piece in pieces),
+            word_starts=(piece.startswith("▁") or bool(CJK_IDEOGRAPH.match(piece)) for piece in pieces),
             piece_lengths=(len(piece) - piece.startswith("▁") for piece in pieces),
         )
 
@@ -455,7 +444,7 @@ def _detect_lang(files: list[Path]) -> str:
     """ "zh" when CJK ideographs are at least 10% of the letters in the first lines, else "en"."""
     cjk = letters = seen = 0
     for _, _, line in iter_text_lines(files):
-        cjk += len(_CJK_CHAR.findall(line))
+        cjk += len(CJK_IDEOGRAPH.findall(line))
         letters += len(_LETTER.findall(line))
         seen += bool(line.strip())
         if seen >= _LANG_SAMPLE_LINES:
