@@ -204,6 +204,7 @@ def test_ner(folders: dict[str, Path]) -> None:
         assert {t["label"] for t in result["tokens"]} <= {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
         assert [(e["type"], e["start"], e["end"]) for e in result["entities"]] == entity_spans(
             [t["label"] for t in result["tokens"]])
+        assert all(text[e["char_start"]:e["char_end"]] == e["text"] for e in result["entities"])
 
 
 def test_micro_batcher_gathers_splits_and_survives() -> None:

@@ -198,6 +198,37 @@ def test_community_checkpoint_without_architectures_fills_masks_like_transformer
                                expected.values.numpy(), rtol=1e-4)
 
 
+def test_served_ner_entities_are_exact_slices_of_chinese_text(vocab_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from albertkit.checkpoint import write_model_folder
+    from albertkit.config import AlbertConfig
+    from albertkit.model import AlbertForTokenClassification
+    from albertkit.serve.tasks import TaskModel
+
+    tok = load_tokenizer(vocab_dir)
+    config = AlbertConfig(vocab_size=tok.vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64, id2label={0: "O", 1: "B-PER", 2: "I-PER"})
+    write_model_folder(AlbertForTokenClassification(config), tmp_path / "ner", tok, {"task": "ner"})
+    served = TaskModel(tmp_path / "ner")
+    zhang, san = tok.convert_tokens_to_ids(["张", "三"])
+    assert tok.unk_token_id not in (zhang, san)
+
+    def tag_zhang_san(input_ids, attention_mask=None):  # stands in for a trained model: 张 B-PER, 三 I-PER
+        logits = torch.zeros(*input_ids.shape, 3)
+        logits[..., 0] = 1.0
+        logits[..., 1] += 5.0 * (input_ids == zhang)
+        logits[..., 2] += 5.0 * (input_ids == san)
+        return SimpleNamespace(logits=logits)
+
+    tag_zhang_san.config = served.model.config
+    served.model = tag_zhang_san
+    text = "老师张三 在学校，Café 张三！"
+    (result,) = served.ner([text])
+    assert [(e["text"], e["char_start"], e["char_end"]) for e in result["entities"]] == [
+        ("张三", 2, 4), ("张三", 14, 16)]  # not "张 三", as decoding WordPiece pieces would give
+
+
 def test_community_checkpoint_fine_tunes_predicts_and_round_trips(community_model, tmp_path):
     out = tmp_path / "run"
     train, dev = sample_path("zh", "sentiment_train.tsv"), sample_path("zh", "sentiment_dev.tsv")

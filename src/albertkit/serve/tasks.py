@@ -123,13 +123,16 @@ class TaskModel:
 
     @torch.inference_mode()
     def ner(self, texts: list[str]) -> list[dict[str, Any]]:
-        """{"tokens": [{"token", "label", "score"}], "entities": [{"type", "text", "start", "end"}]} per text.
+        """{"tokens": [{"token", "label", "score"}], "entities": [{"type", "text", "start", "end", "char_start",
+        "char_end"}]} per text.
 
-        start/end index the tokens (end exclusive); [CLS] and [SEP] are left out. A text longer than the
-        model's max_length runs as overlapping windows, each token labeled by its most central window.
+        start/end index the tokens (end exclusive; [CLS] and [SEP] are left out), char_start/char_end the text,
+        and an entity's text is text[char_start:char_end]. A text longer than the model's max_length runs as
+        overlapping windows, each token labeled by its most central window.
         """
         tok = self.tokenizer
-        pieces = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(texts)]
+        encoded = tok.encode_with_offsets(texts)
+        pieces = [np.asarray(ids, dtype=np.int64) for ids, _ in encoded]
         size = self.encoder.max_length - 2
         spans = [(i, first, end) for i, ids in enumerate(pieces)
                  for first, end in word_windows(np.arange(len(ids)), np.arange(1, len(ids) + 1), size)]
@@ -144,7 +147,7 @@ class TaskModel:
                 windows[i].append((a, probabilities[row, 1 : 1 + b - a]))
         labels = np.array(self.labels, dtype=object)
         results = []
-        for ids, text_windows in zip(pieces, windows, strict=True):
+        for text, ids, (_, offsets), text_windows in zip(texts, pieces, encoded, windows, strict=True):
             probs = most_central(len(ids), text_windows, fill=0.0)
             tags = labels[probs.argmax(axis=-1)].tolist()
             tokens = [
@@ -152,9 +155,10 @@ class TaskModel:
                 for token, tag, score in zip(tok.convert_ids_to_tokens(ids.tolist()), tags, probs.max(axis=-1).tolist(),
                                              strict=True)
             ]
-            entities = [
-                {"type": kind, "text": tok.decode(ids[start:end].tolist()), "start": start, "end": end}
-                for kind, start, end in entity_spans(tags)
-            ]
+            entities = []
+            for kind, start, end in entity_spans(tags):
+                char_start, char_end = offsets[start][0], offsets[end - 1][1]
+                entities.append({"type": kind, "text": text[char_start:char_end], "start": start, "end": end,
+                                 "char_start": char_start, "char_end": char_end})
             results.append({"tokens": tokens, "entities": entities})
         return results
