@@ -14,13 +14,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import uvicorn
-from test_embed import build_model_folders
+from test_embed import build_served_folders
 
-from albertkit.search import build_index
 from albertkit.serve import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +43,9 @@ def _require_browser() -> None:
             pytest.skip(f"could not install playwright-core with npm ci: {err}")
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo of a classifier with a search index, served by uvicorn on a free loopback port."""
-    _require_browser()
-    root = tmp_path_factory.mktemp("models")
-    folders = build_model_folders(root)
-    build_index(folders["cls"], folders["corpus"], root / "index")
-    app = create_app(folders["cls"], index_dir=root / "index")
+@contextmanager
+def _served(app) -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port, for the duration of the block."""
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # port 0: the OS picks a free one, already bound so nobody can take it
@@ -61,21 +56,40 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    _require_browser()
+    return build_served_folders(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def server_url(folders: dict[str, Path]) -> Iterator[str]:
+    """The demo of a classifier with a search index."""
+    with _served(create_app(folders["cls"], index_dir=folders["index"])) as url:
+        yield url
+
+
+def _run_page(url: str, *texts: str) -> dict:
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)
+    run = subprocess.run(["node", "demo.mjs", f"{url}/", str(SCREENSHOT), *texts], cwd=BROWSER_DIR,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def test_demo_page_shows_probabilities_and_neighbours(server_url: str) -> None:
     import httpx
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
-    run = subprocess.run(["node", "demo.mjs", f"{server_url}/", str(SCREENSHOT), SENTENCE], cwd=BROWSER_DIR,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    page = json.loads(run.stdout.strip().splitlines()[-1])
+    page = _run_page(server_url, SENTENCE)
     assert page["state"] == "done" and page["error"] == "" and page["pageErrors"] == []
     assert page["model"].startswith("AlbertForSequenceClassification · tasks: classify, embed · index of 400 texts")
     # The page shows what the API answers for the same sentence, most probable label first.
@@ -87,3 +101,17 @@ def test_demo_page_shows_probabilities_and_neighbours(server_url: str) -> None:
     assert page["neighbours"] == [f"{h['score']:.3f} · {h['text']}" for h in hits]
     assert all(url.startswith(server_url) for url in page["requests"])  # no CDN, no network beyond the server
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and SCREENSHOT.stat().st_size > 5000
+
+
+def test_demo_page_answers_a_question_about_a_context(folders: dict[str, Path]) -> None:
+    import httpx
+
+    question, context = "who is the hero ?", "the film is wonderful . our hero remains moving at times ."
+    with _served(create_app(folders["qa"])) as url:
+        page = _run_page(url, question, context)
+        expected = httpx.post(f"{url}/v1/qa", json={"questions": [{"question": question, "context": context}]})
+    result = expected.json()["results"][0]
+    assert page["state"] == "done" and page["error"] == "" and page["pageErrors"] == []
+    assert page["model"].startswith("AlbertForQuestionAnswering · tasks: embed, qa")
+    # The context shown whole, the API's answer marked in it.
+    assert page["answer"] == [result["answer"]] and page["answerParagraph"] == [context]

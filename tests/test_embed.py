@@ -17,7 +17,12 @@ from albertkit.cli import main
 from albertkit.config import AlbertConfig
 from albertkit.embed import Encoder, embed_file, iter_input_texts
 from albertkit.errors import UserError
-from albertkit.model import AlbertForMaskedLM, AlbertForSequenceClassification, AlbertForTokenClassification
+from albertkit.model import (
+    AlbertForMaskedLM,
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+)
 
 SUBJECTS = ["the film", "this movie", "the story", "the acting", "the plot", "our hero", "the music", "the ending"]
 VERBS = ["is", "was", "feels", "seems", "remains"]
@@ -35,7 +40,8 @@ def movie_sentences(count: int, seed: int = 0) -> list[str]:
 
 
 def build_model_folders(root: Path) -> dict[str, Path]:
-    """Randomly initialised 2-layer models (classification, masked LM, NER) sharing one tokenizer, and a corpus."""
+    """Randomly initialised 2-layer models (classification, masked LM, NER, QA) sharing one tokenizer, and a
+    corpus."""
     from albertkit.tokenizer import train_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
@@ -49,6 +55,7 @@ def build_model_folders(root: Path) -> dict[str, Path]:
         "mlm": AlbertForMaskedLM(AlbertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, **TINY)),
         "ner": AlbertForTokenClassification(AlbertConfig.from_preset(
             "tiny", vocab_size=tokenizer.vocab_size, id2label=NER_LABELS, **TINY)),
+        "qa": AlbertForQuestionAnswering(AlbertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, **TINY)),
     }
     folders = {"corpus": corpus}
     for name, model in heads.items():
@@ -56,6 +63,15 @@ def build_model_folders(root: Path) -> dict[str, Path]:
         tokenizer.save_pretrained(root / name)
         folders[name] = root / name
     return folders
+
+
+def build_served_folders(root: Path) -> dict[str, Path]:
+    """`build_model_folders` plus a search index of the corpus by the classifier (as `serve --index` takes)."""
+    from albertkit.search import build_index
+
+    folders = build_model_folders(root)
+    build_index(folders["cls"], folders["corpus"], root / "index")
+    return {**folders, "index": root / "index"}
 
 
 @pytest.fixture(scope="module")

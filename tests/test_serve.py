@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from test_embed import build_model_folders, movie_sentences
+from test_embed import build_served_folders, movie_sentences
 
 from albertkit.embed import Encoder
 from albertkit.metrics import entity_spans
-from albertkit.search import build_index
 from albertkit.serve import create_app
 from albertkit.serve.batcher import MicroBatcher
 from albertkit.serve.tasks import TaskModel
@@ -27,10 +26,7 @@ TEXTS = ["the film is wonderful .", "boring", "this movie was dull from start to
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    folders = build_model_folders(root)
-    build_index(folders["cls"], folders["corpus"], root / "index")
-    return {**folders, "index": root / "index"}
+    return build_served_folders(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +76,7 @@ def test_model_info_health_and_docs(classifier: TestClient) -> None:
     assert info["index"]["count"] == 400 and info["limits"]["max_texts"] == 8
     assert classifier.get("/healthz").json() == {"status": "ok", "auth_required": False}
     paths = classifier.get("/openapi.json").json()["paths"]
-    assert {"/v1/classify", "/v1/embed", "/v1/fill-mask", "/v1/ner", "/v1/search", "/healthz"} <= set(paths)
+    assert {"/v1/classify", "/v1/embed", "/v1/fill-mask", "/v1/ner", "/v1/qa", "/v1/search", "/healthz"} <= set(paths)
     page = classifier.get("/")
     assert page.status_code == 200 and 'id="analyze"' in page.text and "http" not in page.text.split("<script>")[1]
 
@@ -205,6 +201,37 @@ def test_ner(folders: dict[str, Path]) -> None:
         assert [(e["type"], e["start"], e["end"]) for e in result["entities"]] == entity_spans(
             [t["label"] for t in result["tokens"]])
         assert all(text[e["char_start"]:e["char_end"]] == e["text"] for e in result["entities"])
+
+
+QUESTIONS = [
+    {"question": "what is the film ?", "context": "the film is wonderful . our hero remains moving at times ."},
+    {"question": "who ?", "context": "our hero"},
+    {"question": "the cast", "context": "this movie was dull from start to finish despite the cast ." * 6},
+]
+
+
+def test_qa_answers_are_spans_of_their_contexts_batched_or_alone(folders: dict[str, Path]) -> None:
+    with TestClient(create_app(folders["qa"], max_wait_ms=20)) as client:
+        assert client.get("/v1/model").json()["tasks"] == ["embed", "qa"]
+        together = client.post("/v1/qa", json={"questions": QUESTIONS}).json()["results"]
+        alone = [client.post("/v1/qa", json={"questions": [q]}).json()["results"][0] for q in QUESTIONS]
+        too_long = client.post("/v1/qa", json={"questions": [{"question": "x", "context": "y" * 10001}]})
+    assert [r["answer"] for r in together] == [r["answer"] for r in alone]
+    np.testing.assert_allclose([r["score"] for r in together], [r["score"] for r in alone], rtol=1e-4)
+    for question, result in zip(QUESTIONS, together, strict=True):
+        assert result["answer"] and question["context"][result["start"]:result["end"]] == result["answer"]
+    assert too_long.status_code == 413
+
+
+def test_qa_long_context_runs_as_windows(folders: dict[str, Path]) -> None:
+    model = TaskModel(folders["qa"])
+    model.encoder.max_length = 24  # the context needs several windows
+    (windowed,) = model.answer([(QUESTIONS[2]["question"], QUESTIONS[2]["context"])])
+    context = QUESTIONS[2]["context"]
+    assert context[windowed["start"]:windowed["end"]] == windowed["answer"] != ""
+    with TestClient(create_app(folders["cls"])) as client:
+        response = client.post("/v1/qa", json={"questions": QUESTIONS[:1]})
+    assert response.status_code == 404 and "does not support qa" in response.json()["detail"]
 
 
 def test_micro_batcher_gathers_splits_and_survives() -> None:

@@ -1,8 +1,8 @@
 // Drives the demo page in headless chromium: type a sentence, click Analyze, report what the page shows.
-// Usage: node demo.mjs URL SCREENSHOT_PATH "sentence"; prints one JSON object on stdout.
+// Usage: node demo.mjs URL SCREENSHOT_PATH "sentence" ["context"]; prints one JSON object on stdout.
 import { chromium } from "playwright-core";
 
-const [url, screenshot, sentence] = process.argv.slice(2);
+const [url, screenshot, sentence, context] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -18,6 +18,7 @@ try {
   await page.goto(url);
   await page.waitForFunction(() => !document.getElementById("model").textContent.startsWith("loading"));
   await page.fill("#text", sentence);
+  if (context !== undefined) await page.fill("#context", context);
   await page.click("#analyze");
   await page.waitForSelector("body[data-state]", { timeout: 15000 });
   const rows = selector => page.$$eval(selector, nodes => nodes.map(n => n.textContent));
@@ -28,6 +29,8 @@ try {
     labels: await rows("#classify-results .row .label"),
     probabilities: await rows("#classify-results .row .value"),
     neighbours: await rows("#search-results li"),
+    answer: await rows("#qa-answer"),
+    answerParagraph: await rows("#qa-results p"),
     pageErrors,
     requests,
   };

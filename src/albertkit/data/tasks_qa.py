@@ -168,7 +168,9 @@ def _max_context(num_tokens: int, starts: list[int], window: int) -> np.ndarray:
     return best[None, :] == np.arange(len(starts))[:, None]
 
 
-def featurize_qa(spec: TaskSpec, tokenizer: Any, examples: list[QaExample]) -> list[dict[str, Any]]:
+def featurize_qa(
+    spec: TaskSpec, tokenizer: Any, examples: list[QaExample], show_progress: bool | None = None
+) -> list[dict[str, Any]]:
     """One feature per window; start_positions / end_positions point at the first answer (0 = [CLS] when
     the window lacks it or there is none). Features also hold example_id, context, context_offset (index of
     the first context token), char_starts / char_ends and max_context for the window's context tokens.
@@ -188,7 +190,9 @@ def featurize_qa(spec: TaskSpec, tokenizer: Any, examples: list[QaExample]) -> l
     piece_bounds = np.concatenate([[0], np.cumsum(counts)])[word_bounds]
     questions = tokenizer.encode_batch([example.question for example in examples])
     features = []
-    for index, example in enumerate(tqdm(examples, desc="featurizing", unit=" questions", disable=None)):
+    disable = None if show_progress is None else not show_progress  # None: a bar only on a terminal
+    progress = tqdm(examples, desc="featurizing", unit=" questions", disable=disable)
+    for index, example in enumerate(progress):
         c = context_index[example.context]
         p0, p1 = piece_bounds[c], piece_bounds[c + 1]
         doc, doc_starts, doc_ends = flat[p0:p1], char_starts[p0:p1], char_ends[p0:p1]

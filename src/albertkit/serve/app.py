@@ -47,6 +47,21 @@ class SearchRequest(TextsRequest):
     k: int = Field(5, ge=1, le=1000, description="neighbours per text")
 
 
+class Question(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: StrictStr
+    context: StrictStr
+
+
+class QaRequest(BaseModel):
+    """Questions about contexts; the response lists one answer per question, in the same order."""
+
+    model_config = ConfigDict(extra="forbid")
+    questions: list[Question] = Field(
+        min_length=1, examples=[[{"question": "Who wrote the music?", "context": "The music is by Ennio Morricone."}]]
+    )
+
+
 class BodySizeLimit:
     """ASGI middleware: a request body over `max_bytes` (declared or streamed) gets 413 without being read whole.
 
@@ -101,7 +116,7 @@ def create_app(
     index_dir: str | Path | None = None,
     max_wait_ms: float = 5.0,
 ) -> FastAPI:
-    """The app serving `model_dir`: POST /v1/{classify,embed,fill-mask,ner,search}, GET /healthz, /v1/model, /.
+    """The app serving `model_dir`: POST /v1/{classify,embed,fill-mask,ner,qa,search}, GET /healthz, /v1/model, /.
 
     Requests from concurrent clients are gathered into forward passes of up to `max_batch` texts (waiting at
     most `max_wait_ms` for company). A request may hold `max_texts` texts of `max_chars` characters each.
@@ -218,6 +233,13 @@ def create_app(
         """Tags per token and the entity spans (token-classification models)."""
         check_limits(body.texts)
         return {"results": await run("ner", body.texts)}
+
+    @app.post("/v1/qa", tags=["inference"], dependencies=authorized)
+    async def qa(body: QaRequest) -> dict[str, Any]:
+        """The answer span of each question in its context (question-answering models)."""
+        check_limits([item.context for item in body.questions])
+        check_limits([item.question for item in body.questions])
+        return {"results": await run("qa", [(item.question, item.context) for item in body.questions])}
 
     @app.post("/v1/search", tags=["inference"], dependencies=authorized)
     async def search(body: SearchRequest) -> dict[str, Any]:

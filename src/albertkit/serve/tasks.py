@@ -15,11 +15,12 @@ from albertkit.metrics import entity_spans
 from albertkit.model import (
     AlbertForMaskedLM,
     AlbertForPreTraining,
+    AlbertForQuestionAnswering,
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
 )
 
-TASKS = ("classify", "embed", "fill-mask", "ner")
+TASKS = ("classify", "embed", "fill-mask", "ner", "qa")
 NER_WINDOWS_PER_PASS = 64  # windows of long NER texts go through the model this many at a time
 
 
@@ -45,6 +46,8 @@ class TaskModel:
             functions["fill-mask"] = self.fill_mask
         if isinstance(self.model, AlbertForTokenClassification):
             functions["ner"] = self.ner
+        if isinstance(self.model, AlbertForQuestionAnswering):
+            functions["qa"] = self.answer
         self.functions = functions
 
     @property
@@ -162,3 +165,25 @@ class TaskModel:
                                  "char_start": char_start, "char_end": char_end})
             results.append({"tokens": tokens, "entities": entities})
         return results
+
+    @torch.inference_mode()
+    def answer(self, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """For each (question, context): {"answer", "start", "end", "score"}, the best span of the context
+        (context[start:end]); "" with start = end = -1 when a SQuAD 2.0 model finds no answer. Long contexts run
+        as overlapping windows, with the settings the model was fine-tuned with."""
+        from albertkit.data.tasks import TaskSpec
+        from albertkit.data.tasks_qa import QaExample, featurize_qa, qa_best_spans
+        from albertkit.predict import run_features
+
+        stored = self.info.get("task_spec")
+        length = self.encoder.max_length
+        spec = TaskSpec.from_dict(stored) if stored else TaskSpec(
+            "qa", max_seq_length=length, max_query_length=min(64, length // 2), doc_stride=min(128, length // 4))
+        examples = [QaExample(str(i), question, context) for i, (question, context) in enumerate(items)]
+        features = featurize_qa(spec, self.tokenizer, examples, show_progress=False)
+        outputs = run_features(self.model, features, batch_size=max(1, len(features)),
+                               pad_id=self.tokenizer.pad_token_id)
+        spans = qa_best_spans(features, [o["start_logits"] for o in outputs], [o["end_logits"] for o in outputs],
+                              version_2=spec.version_2)
+        return [{"answer": spans[ex.id].text, "start": spans[ex.id].start, "end": spans[ex.id].end,
+                 "score": spans[ex.id].score if np.isfinite(spans[ex.id].score) else None} for ex in examples]
