@@ -35,7 +35,7 @@ _ENCODE_CHUNK = 65536
 LABEL_PAD = -100
 
 
-@dataclass
+@dataclass(slots=True)
 class NerExample:
     """One sentence: its words, their tags (None when unlabeled), and the words' character spans in `text`."""
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _ENCODE_CHUNK = 65536
 
 
-@dataclass
+@dataclass(slots=True)
 class QaExample:
     """One question about a context; answers are (text, character start) pairs, empty when there is none."""
 

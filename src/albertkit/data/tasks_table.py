@@ -38,7 +38,7 @@ _TEXT_HEADER_NAMES = frozenset(
 _ENCODE_CHUNK = 8192
 
 
-@dataclass
+@dataclass(slots=True)
 class TextExample:
     """One row: text (and pair text) with its label as written in the file (None when unlabeled)."""
 
