@@ -4,6 +4,7 @@ word starts, and the model inputs built from piece ids ([CLS] a [SEP] b [SEP], t
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 
 
-class TokenizerBase:
+class TokenizerBase(ABC):
     """A vocabulary of pieces with five special tokens; subclasses encode text into piece ids.
 
-    A subclass sets `vocab_file` (the file that defines its vocabulary) and implements `encode_batch`,
-    `tokenize`, `convert_tokens_to_ids`, `decode`, `normalize`, `from_pretrained` and `save_pretrained`.
+    A subclass sets `vocab_file` (the file that defines its vocabulary), implements `encode_batch` and
+    `encode_with_offsets`, and offers `tokenize`, `convert_tokens_to_ids`, `decode`, `normalize`,
+    `from_pretrained` and `save_pretrained`.
     """
 
     vocab_file: str
@@ -43,13 +45,14 @@ class TokenizerBase:
     def __len__(self) -> int:
         return self.vocab_size
 
+    @abstractmethod
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        raise NotImplementedError
+        """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
 
+    @abstractmethod
     def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Like `encode_batch`, with each piece's [start, end) characters in its text (a piece that spells
         nothing, such as a lone "▁", spans no characters)."""
-        raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
         """Piece ids of one text, without [CLS]/[SEP]."""
