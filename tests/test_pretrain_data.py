@@ -268,6 +268,17 @@ def test_chinese_whole_word_starts_come_from_jieba(tmp_path, capsys):
     assert expected.tolist() == [1, 0, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 0, 1]
     # Without jieba every ideograph starts a word ("。" is not one).
     assert TokenShards(tmp_path / "out-None", "train").word_starts.tolist() == [1] * len(sentence) + [0]
+    # An unknown character (one <unk> piece) no longer costs the sentence its jieba words.
+    unknown = "今天鱻天气很好。"
+    (tmp_path / "unk.txt").write_text(unknown + "\n", encoding="utf-8")
+    prepare_pretraining_data(tmp_path / "unk.txt", tmp_path / "tok", tmp_path / "out-unk", workers=1,
+                             whole_word_mask="zh")
+    assert tokenizer.unk_token_id in tokenizer.encode(unknown)
+    first_chars = np.cumsum([0] + [len(w) for w in jieba.cut(unknown)])[:-1]
+    expected = np.zeros(len(unknown), dtype=np.uint8)
+    expected[first_chars] = 1
+    assert TokenShards(tmp_path / "out-unk", "train").word_starts.tolist() == [1, *expected.tolist()]
+    assert expected[:3].tolist() == [1, 0, 1]  # 今天 / 鱻 / ...
 
 
 # --- examples -----------------------------------------------------------------------------------------------------

@@ -308,8 +308,9 @@ def test_random_unicode_decodes_to_the_normalized_text_up_to_unknown_runs(toy_di
 @given(st.text(max_size=40) | st.text(alphabet="aé ﬁ½`'\u3000\u00a8Σ北京\t", max_size=30))
 def test_offsets_point_at_the_characters_each_piece_comes_from(toy_dir, text):
     tok = AlbertTokenizer.from_pretrained(toy_dir)
-    normalized, sources = normalize_with_sources(text)
-    assert normalized == tok.normalize(text) and len(sources) == len(normalized)
+    normalized, starts, ends = normalize_with_sources(text)
+    assert normalized == tok.normalize(text) and len(starts) == len(ends) == len(normalized)
+    assert all(0 <= start < end <= len(text) for start, end in zip(starts, ends, strict=True))
     (ids, spans), = tok.encode_with_offsets([text])
     assert ids == tok.encode(text) and len(spans) == len(ids)
     assert all(0 <= start <= end <= len(text) for start, end in spans)

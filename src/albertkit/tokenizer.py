@@ -22,7 +22,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 
 # Unicode White_Space minus U+000B, which sentencepiece's normalizer deletes instead (as transformers does).
 _WHITESPACE = re.compile("[\t\n\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+_QUOTE_PAIR_OR_CHAR = re.compile("``|''|.", re.DOTALL)
 _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
 _LETTER = re.compile(r"[^\W\d_]")
 # sentencepiece skips sentences over max_sentence_length bytes; longer lines are cut into pieces this long.
@@ -77,7 +78,6 @@ class AlbertTokenizer(TokenizerBase):
             pieces,
             [self._special_id[token] for token in SPECIAL_TOKENS],
             word_starts=(piece.startswith("▁") or bool(CJK_IDEOGRAPH.match(piece)) for piece in pieces),
-            piece_lengths=(len(piece) - piece.startswith("▁") for piece in pieces),
         )
 
     def _piece_id(self, token: str) -> int:
@@ -146,13 +146,12 @@ class AlbertTokenizer(TokenizerBase):
             position = 0
             for match in [*_SPECIAL_SPLIT.finditer(text), None]:
                 end = len(text) if match is None else match.start()
-                normalized, sources = normalize_with_sources(
+                normalized, starts, ends = normalize_with_sources(
                     text[position:end], do_lower_case=self.do_lower_case, keep_accents=self.keep_accents
                 )
                 if normalized:
-                    starts = [position + start for start, _ in sources]
-                    segments.append((index, normalized, [*starts, position + len(normalized)],
-                                     [position + stop for _, stop in sources]))
+                    segments.append((index, normalized, [position + start for start in starts] + [end],
+                                     [position + stop for stop in ends]))
                 if match is not None:
                     specials.append((index, match.start(), self._special_id[match.group()], match.span()))
                     position = match.end()
@@ -247,47 +246,65 @@ def _char_of_byte(text: str) -> list[int]:
     """For each UTF-8 byte offset of `text` (and its end), the index of the character it falls in."""
     if text.isascii():
         return list(range(len(text) + 1))
-    return [i for i, char in enumerate(text) for _ in range(len(char.encode()))] + [len(text)]
+    code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    utf8_lengths = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    return np.repeat(np.arange(len(text) + 1), np.append(utf8_lengths, 1)).tolist()
 
 
 def normalize_with_sources(
     text: str, *, do_lower_case: bool = True, keep_accents: bool = False
-) -> tuple[str, list[tuple[int, int]]]:
-    """`normalize_text(text)` and, for each of its characters, the [start, end) characters of `text` it comes
-    from (a run of whitespace becomes one space from the whole run; "``" one quote from both characters)."""
-    if text.isascii() and text.isprintable() and "``" not in text and "''" not in text and " " not in text:
-        return normalize_text(text, do_lower_case=do_lower_case, keep_accents=keep_accents), [
-            (i, i + 1) for i in range(len(text))
-        ]
-    produced: list[tuple[str, int, int]] = []
-    position = 0
-    while position < len(text):
-        width = 2 if text.startswith(("``", "''"), position) else 1
-        unit = '"' if width == 2 else text[position]
-        if not keep_accents and not unit.isascii():
-            unit = unicodedata.normalize("NFKD", unit).translate(_combining_marks())
-        if do_lower_case:
-            unit = unit.lower()
-        produced.extend((char, position, position + width) for char in unit)
-        position += width
-    chars: list[str] = []
-    sources: list[tuple[int, int]] = []
-    previous_space = False
-    for char, start, end in produced:
-        space = bool(_WHITESPACE.fullmatch(char))
-        if space and previous_space:
-            sources[-1] = (sources[-1][0], end)
-            continue
-        chars.append(" " if space else char)
-        sources.append((start, end))
-        previous_space = space
-    begin = 1 if chars[:1] == [" "] else 0
-    stop = len(chars) - 1 if len(chars) > begin and chars[-1] == " " else len(chars)
-    normalized = "".join(chars[begin:stop])
+) -> tuple[str, list[int], list[int]]:
+    """`normalize_text(text)` and, for each of its characters, the [start, end) characters of `text` it comes from
+    (as two lists): a run of whitespace becomes one space from the whole run, "``" one quote from both characters,
+    and each character of an expansion ("ﬁ" -> "fi") comes from the one it expands."""
+    if text.isascii() and text.isprintable() and "``" not in text and "''" not in text and "  " not in text \
+            and text[:1] != " " and text[-1:] != " ":  # plain ASCII: at most lowercased, character for character
+        return normalize_text(text, do_lower_case=do_lower_case, keep_accents=keep_accents), \
+            list(range(len(text))), list(range(1, len(text) + 1))
+    # Units: a `` or '' pair, else one character each; each normalizes on its own (NFKD, marks, lowercase).
+    if "``" in text or "''" in text:
+        bounds = [match.span() for match in _QUOTE_PAIR_OR_CHAR.finditer(text)]
+        units = ['"' if end - start == 2 else _normalized_char(text[start], do_lower_case, keep_accents)
+                 for start, end in bounds]
+    else:
+        bounds = None
+        units = [_normalized_char(char, do_lower_case, keep_accents) for char in text]
+    if bounds is None and all(len(unit) == 1 for unit in units):  # the common case: character for character
+        chars, starts, ends = units, list(range(len(text))), list(range(1, len(text) + 1))
+    else:
+        chars, starts, ends = [], [], []
+        for unit, (start, end) in zip(units, bounds or ((i, i + 1) for i in range(len(text))), strict=True):
+            chars.extend(unit)
+            starts.extend([start] * len(unit))
+            ends.extend([end] * len(unit))
+    normalized = "".join(chars)
+    runs = [match.span() for match in _WHITESPACE.finditer(normalized)
+            if match.end() - match.start() > 1 or match.group() != " " or match.start() == 0
+            or match.end() == len(normalized)]
+    if runs:  # collapse each run to one space from the whole run; drop the spaces at either end
+        kept_chars, kept_starts, kept_ends, position = [], [], [], 0
+        for run_start, run_end in runs:
+            kept_chars += [*chars[position:run_start], " "]
+            kept_starts += [*starts[position:run_start], starts[run_start]]
+            kept_ends += [*ends[position:run_start], ends[run_end - 1]]
+            position = run_end
+        chars, starts, ends = kept_chars + chars[position:], kept_starts + starts[position:], kept_ends + ends[position:]
+        begin = 1 if chars[:1] == [" "] else 0
+        stop = len(chars) - 1 if len(chars) > begin and chars[-1] == " " else len(chars)
+        chars, starts, ends = chars[begin:stop], starts[begin:stop], ends[begin:stop]
+        normalized = "".join(chars)
     # Lowercasing the whole text differs from doing it by character only in context (a final sigma becomes
     # "ς"), never in length: take the whole-text result when its length agrees.
     whole = normalize_text(text, do_lower_case=do_lower_case, keep_accents=keep_accents)
-    return (whole if len(whole) == len(normalized) else normalized), sources[begin:stop]
+    return (whole if len(whole) == len(normalized) else normalized), starts, ends
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalized_char(char: str, do_lower_case: bool, keep_accents: bool) -> str:
+    """One character through `normalize_text`'s per-character steps: NFKD and mark removal, lowercasing."""
+    if not keep_accents and not char.isascii():
+        char = unicodedata.normalize("NFKD", char).translate(_combining_marks())
+    return char.lower() if do_lower_case else char
 
 
 @cache

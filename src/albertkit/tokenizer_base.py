@@ -28,8 +28,7 @@ class TokenizerBase(ABC):
     vocab_file: str
     model_max_length: int
 
-    def _index_vocabulary(self, pieces: list[str], special_ids: list[int], word_starts: Iterable[bool],
-                          piece_lengths: Iterable[int]) -> None:
+    def _index_vocabulary(self, pieces: list[str], special_ids: list[int], word_starts: Iterable[bool]) -> None:
         """Set the vocabulary's arrays; `special_ids` are the ids of pad, unk, cls, sep and mask in that order."""
         self.vocab_size = len(pieces)
         self._pieces = np.array(pieces, dtype=object)
@@ -39,8 +38,6 @@ class TokenizerBase(ABC):
         self._is_special[self.all_special_ids] = True
         # Pieces that start a word (whole-word masking); special tokens count as words of their own.
         self.word_start_mask = self._is_special | np.fromiter(word_starts, dtype=bool, count=self.vocab_size)
-        # Characters of normalized text each piece spells (its word-start or continuation marker left out).
-        self.piece_lengths = np.fromiter(piece_lengths, dtype=np.int64, count=self.vocab_size)
 
     def __len__(self) -> int:
         return self.vocab_size

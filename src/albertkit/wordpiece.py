@@ -28,7 +28,6 @@ VOCAB_NAME = "vocab.txt"
 SPECIAL_TOKEN_KEYS = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")
 DEFAULT_SPECIAL_TOKENS = dict(zip(SPECIAL_TOKEN_KEYS, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), strict=True))
 CONTINUATION = "##"
-CONTINUATION_LENGTH = len(CONTINUATION)
 
 
 class WordPieceTokenizer(TokenizerBase):
@@ -79,7 +78,6 @@ class WordPieceTokenizer(TokenizerBase):
             pieces,
             [vocab[self.special_tokens[key]] for key in SPECIAL_TOKEN_KEYS],
             word_starts=(not piece.startswith(CONTINUATION) for piece in pieces),
-            piece_lengths=(len(piece) - CONTINUATION_LENGTH * piece.startswith(CONTINUATION) for piece in pieces),
         )
 
     @classmethod

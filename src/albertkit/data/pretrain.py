@@ -273,13 +273,16 @@ def _tokenize_chunk(chunk: list[RawDocument]) -> tuple[TokenizedDocuments, Count
     tokenizer = _worker["tokenizer"]
     documents = [split_document(raw, _worker["lang"]) for raw in chunk]
     sentences = [s for d in documents for s in d.sentences]
-    encoded = tokenizer.encode_batch(sentences)
+    jieba_words = _worker["whole_word_mask"] == "zh"
+    # Whole-word masking by jieba needs to know which characters each piece comes from.
+    with_spans = tokenizer.encode_with_offsets(sentences) if jieba_words else None
+    encoded = [ids for ids, _ in with_spans] if with_spans is not None else tokenizer.encode_batch(sentences)
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
     word_starts = tokenizer.word_start_mask[ids]
-    if _worker["whole_word_mask"] == "zh":
+    if with_spans is not None:
         chinese = np.repeat([d.lang == "zh" for d in documents], [len(d.sentences) for d in documents])
-        _mark_jieba_word_starts(sentences, ids, lengths, word_starts, chinese)
+        _mark_jieba_word_starts(sentences, [spans for _, spans in with_spans], lengths, word_starts, chinese)
     keep = ~np.isin(ids, _worker["dropped_ids"])
     sentence_of_token = np.repeat(np.arange(len(lengths)), lengths)
     lengths = np.bincount(sentence_of_token[keep], minlength=len(lengths))
@@ -294,29 +297,26 @@ def _tokenize_chunk(chunk: list[RawDocument]) -> tuple[TokenizedDocuments, Count
 
 
 def _mark_jieba_word_starts(
-    sentences: list[str], ids: np.ndarray, lengths: np.ndarray, word_starts: np.ndarray, chinese: np.ndarray
+    sentences: list[str],
+    spans: list[list[tuple[int, int]]],
+    lengths: np.ndarray,
+    word_starts: np.ndarray,
+    chinese: np.ndarray,
 ) -> None:
-    """Set `word_starts` of Chinese sentences in place: a token starts a word when its first character starts a
-    jieba word. Sentences whose pieces do not spell the normalized text (unknown pieces) keep the default bits."""
+    """Set `word_starts` of Chinese sentences in place: a piece starts a word when a jieba word of the sentence
+    begins at its first character (`spans`: each piece's characters in its sentence). A piece that spells
+    nothing (a lone "▁") keeps its bit."""
     import jieba
 
-    tokenizer = _worker["tokenizer"]
     ends = np.cumsum(lengths)
-    for i in np.flatnonzero(chinese):
-        start, end = ends[i] - lengths[i], ends[i]
-        text = tokenizer.normalize(sentences[i])
-        chars = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        token_chars = tokenizer.piece_lengths[ids[start:end]]
-        not_space = chars != ord(" ")
-        if token_chars.sum() != not_space.sum() or (ids[start:end] == tokenizer.unk_token_id).any():
-            continue
-        word_lengths = np.fromiter(map(len, jieba.cut(text)), dtype=np.int64)
-        starts_word = np.zeros(len(chars) + 1, dtype=bool)
-        starts_word[np.cumsum(word_lengths) - word_lengths] = True
-        # Positions in the text without spaces, where the pieces (their "▁" or "##" removed) line up character by
-        # character.
-        starts_word = np.append(starts_word[:-1][not_space], True)
-        word_starts[start:end] = starts_word[np.cumsum(token_chars) - token_chars]
+    for i in np.flatnonzero(chinese & (lengths > 0)):
+        word_lengths = np.fromiter(map(len, jieba.cut(sentences[i])), dtype=np.int64)
+        begins_word = np.zeros(len(sentences[i]) + 1, dtype=bool)
+        begins_word[np.cumsum(word_lengths) - word_lengths] = True
+        piece_spans = np.array(spans[i], dtype=np.int64).reshape(-1, 2)
+        segment = slice(ends[i] - lengths[i], ends[i])
+        spells = piece_spans[:, 1] > piece_spans[:, 0]
+        word_starts[segment] = np.where(spells, begins_word[piece_spans[:, 0]], word_starts[segment])
 
 
 # ---------------------------------------------------------------------------------------------------------------
