@@ -22,6 +22,7 @@ from albertkit.model import (
 
 TASKS = ("classify", "embed", "fill-mask", "ner", "qa")
 NER_WINDOWS_PER_PASS = 64  # windows of long NER texts go through the model this many at a time
+QA_WINDOWS_PER_PASS = 32  # question + context windows (up to max_seq_length each) per forward pass
 
 
 class TaskModel:
@@ -181,8 +182,7 @@ class TaskModel:
             "qa", max_seq_length=length, max_query_length=min(64, length // 2), doc_stride=min(128, length // 4))
         examples = [QaExample(str(i), question, context) for i, (question, context) in enumerate(items)]
         features = featurize_qa(spec, self.tokenizer, examples, show_progress=False)
-        outputs = run_features(self.model, features, batch_size=max(1, len(features)),
-                               pad_id=self.tokenizer.pad_token_id)
+        outputs = run_features(self.model, features, batch_size=QA_WINDOWS_PER_PASS, pad_id=self.tokenizer.pad_token_id)
         spans = qa_best_spans(features, [o["start_logits"] for o in outputs], [o["end_logits"] for o in outputs],
                               version_2=spec.version_2)
         return [{"answer": spans[ex.id].text, "start": spans[ex.id].start, "end": spans[ex.id].end,
