@@ -274,3 +274,13 @@ def test_prepare_and_pretrain_with_a_wordpiece_vocabulary_and_jieba_words(commun
     assert json.loads((final / "config.json").read_text())["vocab_size"] == index["vocab_size"]
     assert transformers.AutoTokenizer.from_pretrained(final)("北京")["input_ids"] == load_tokenizer(final)("北京")[
         "input_ids"]
+    # Continuing the checkpoint's own pretraining: its MLM weights carry over, the SOP head starts new.
+    continued = tmp_path / "continued"
+    assert main(["pretrain", "run", "--data", str(tmp_path / "data"), "--model", str(community_model), "--out",
+                 str(continued), "--max-steps", "2", "--batch-size", "8", "--log-every", "1", "--seed", "0"]) == 0
+    before = torch.load(community_model / "pytorch_model.bin", weights_only=True)
+    from safetensors.torch import load_file
+
+    after = load_file(continued / "final" / "model.safetensors")
+    moved = (after["albert.embeddings.word_embeddings.weight"] - before["albert.embeddings.word_embeddings.weight"])
+    assert 0 < moved.abs().max() < 0.1  # two small steps from the checkpoint, not a fresh model
