@@ -19,7 +19,13 @@ from sentencepiece import sentencepiece_model_pb2
 from albertkit.cli import main
 from albertkit.data.textfiles import iter_text_lines
 from albertkit.errors import UserError
-from albertkit.tokenizer import SPECIAL_TOKENS, AlbertTokenizer, normalize_with_sources, train_tokenizer
+from albertkit.tokenizer import (
+    SPECIAL_TOKENS,
+    AlbertTokenizer,
+    normalize_text,
+    normalize_with_sources,
+    train_tokenizer,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -321,6 +327,15 @@ def test_offsets_point_at_the_characters_each_piece_comes_from(toy_dir, text):
         bare = piece.lstrip("▁")
         if bare.isascii() and bare.isalpha() and text[start:end].isascii():
             assert "".join(c for c in text[start:end] if c.isprintable()).lower() == bare
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.text(alphabet="aÉ ﬁ½`'\u3000\u00a8Σİẞ北京\t", max_size=30), st.booleans(), st.booleans())
+def test_normalize_with_sources_matches_normalize_text_under_every_option(text, lower, keep_accents):
+    normalized, starts, ends = normalize_with_sources(text, do_lower_case=lower, keep_accents=keep_accents)
+    assert normalized == normalize_text(text, do_lower_case=lower, keep_accents=keep_accents)
+    assert len(starts) == len(ends) == len(normalized)
+    assert starts == sorted(starts) and all(0 <= a < b <= len(text) for a, b in zip(starts, ends, strict=True))
 
 
 def test_offsets_through_special_tokens_and_expanding_characters(toy_dir):
