@@ -21,8 +21,8 @@ class TokenizerBase(ABC):
     """A vocabulary of pieces with five special tokens; subclasses encode text into piece ids.
 
     A subclass sets `vocab_file` (the file that defines its vocabulary), implements `encode_batch` and
-    `encode_with_offsets`, and offers `tokenize`, `convert_tokens_to_ids`, `decode`, `normalize`,
-    `from_pretrained` and `save_pretrained`.
+    `encode_with_offsets`, and offers `tokenize`, `convert_tokens_to_ids`, `decode`, `from_pretrained` and
+    `save_pretrained`.
     """
 
     vocab_file: str

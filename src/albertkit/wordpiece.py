@@ -66,10 +66,6 @@ class WordPieceTokenizer(TokenizerBase):
             strip_accents=strip_accents,
             lowercase=do_lower_case,
         )
-        # The same without the spaces put around CJK ideographs: the text the pieces spell, words left joined.
-        self._text_normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=False, strip_accents=strip_accents, lowercase=do_lower_case
-        )
         self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self._tokenizer.decoder = decoders.WordPiece(prefix=CONTINUATION)
         # Special-token strings typed in the text ("[MASK]") are matched before normalizing, as in transformers.
@@ -116,11 +112,6 @@ class WordPieceTokenizer(TokenizerBase):
             directory / SPECIAL_TOKENS_MAP_NAME, json.dumps(self.special_tokens, indent=2, ensure_ascii=False) + "\n"
         )
 
-    def normalize(self, text: str) -> str:
-        """The text the pieces spell: BERT's normalizer (control characters dropped, whitespace made spaces,
-        lowercased, accents stripped) without the spaces it puts around CJK ideographs to make them words."""
-        return self._text_normalizer.normalize_str(text)
-
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Piece ids of each text, without [CLS]/[SEP]; special-token strings in the text map to their ids."""
         return [encoding.ids for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
@@ -151,15 +142,15 @@ class WordPieceTokenizer(TokenizerBase):
         return self._tokenizer.decoder.decode(self._pieces[ids].tolist())
 
 
-
 def read_vocabulary(path: Path) -> list[str]:
     """The pieces of a BERT `vocab.txt`, one per line, in id order (each line without its newline, as BERT)."""
     if not path.is_file():
         raise UserError(f"no {path.name} in this folder", path.parent)
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # newlines as Python reads text
     except UnicodeDecodeError as err:
-        raise UserError(f"not UTF-8 text ({err.reason})", path) from None
+        raise UserError(f"invalid UTF-8 ({err.reason})", path, data.count(b"\n", 0, err.start) + 1) from None
     pieces = text.split("\n")
     if pieces[-1] == "":
         pieces.pop()
