@@ -160,7 +160,7 @@ def test_bad_vocabularies_are_user_errors(vocab_dir, tmp_path):
     with pytest.raises(UserError, match=r"vocab\.txt:2: invalid UTF-8"):
         load_tokenizer(tmp_path)
     (tmp_path / "vocab.txt").unlink()
-    with pytest.raises(UserError, match=r"no spiece\.model \(or BERT vocab\.txt\) in this folder"):
+    with pytest.raises(UserError, match=r"no spiece\.model \(or tokenizer\.json or BERT vocab\.txt\) in this folder"):
         load_tokenizer(tmp_path)
 
 

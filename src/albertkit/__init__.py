@@ -22,6 +22,7 @@ _LAZY = {
     "AlbertTokenizer": "albertkit.tokenizer",
     "load_tokenizer": "albertkit.tokenizer",
     "WordPieceTokenizer": "albertkit.wordpiece",
+    "FastTokenizer": "albertkit.fast_tokenizer",
     "Encoder": "albertkit.embed",
 }
 
@@ -35,6 +36,7 @@ __all__ = [
     "AlbertModel",
     "AlbertTokenizer",
     "Encoder",
+    "FastTokenizer",
     "UserError",
     "WordPieceTokenizer",
     "__version__",

@@ -61,7 +61,7 @@ def describe_tokenizer(directory: str | Path) -> dict[str, Any] | None:
         return None
     tokenizer = load_tokenizer(directory)
     return {
-        "kind": "WordPiece" if tokenizer.vocab_file == "vocab.txt" else "SentencePiece",
+        "kind": getattr(tokenizer, "kind", "SentencePiece"),
         "file": tokenizer.vocab_file,
         "vocab_size": tokenizer.vocab_size,
         "do_lower_case": tokenizer.do_lower_case,

@@ -93,7 +93,8 @@ class AlbertTokenizer(TokenizerBase):
         model_path = directory / SPIECE_NAME
         if not model_path.is_file():
             raise UserError(
-                f"no {SPIECE_NAME} (or BERT vocab.txt) in this folder; train one with `albertkit tokenizer train`",
+                f"no {SPIECE_NAME} (or tokenizer.json or BERT vocab.txt) in this folder; train one with "
+                "`albertkit tokenizer train`",
                 directory,
             )
         config = read_tokenizer_config(directory)
@@ -213,23 +214,26 @@ class AlbertTokenizer(TokenizerBase):
 
 
 def tokenizer_file(directory: str | Path) -> Path:
-    """The file that defines a folder's tokenizer: ALBERT's `spiece.model`, or else a BERT `vocab.txt` (as the
-    community Chinese ALBERT checkpoints ship); `spiece.model` (to be reported missing) when there is neither."""
+    """The file that defines a folder's tokenizer: ALBERT's `spiece.model`, else the `tokenizer.json` transformers 5
+    saves, else a BERT `vocab.txt` (as the community Chinese ALBERT checkpoints ship); `spiece.model` (to be
+    reported missing) when there is none of them."""
+    from albertkit.fast_tokenizer import TOKENIZER_JSON_NAME
     from albertkit.wordpiece import VOCAB_NAME
 
     directory = Path(directory)
-    if not (directory / SPIECE_NAME).is_file() and (directory / VOCAB_NAME).is_file():
-        return directory / VOCAB_NAME
+    for name in (SPIECE_NAME, TOKENIZER_JSON_NAME, VOCAB_NAME):
+        if (directory / name).is_file():
+            return directory / name
     return directory / SPIECE_NAME
 
 
 def load_tokenizer(directory: str | Path) -> TokenizerBase:
-    """The tokenizer of a folder, SentencePiece or WordPiece (see `tokenizer_file`)."""
+    """The tokenizer of a folder: SentencePiece, `tokenizers` or WordPiece, by `tokenizer_file`."""
+    from albertkit.fast_tokenizer import TOKENIZER_JSON_NAME, FastTokenizer
     from albertkit.wordpiece import VOCAB_NAME, WordPieceTokenizer
 
-    if tokenizer_file(directory).name == VOCAB_NAME:
-        return WordPieceTokenizer.from_pretrained(directory)
-    return AlbertTokenizer.from_pretrained(directory)
+    loaders = {TOKENIZER_JSON_NAME: FastTokenizer, VOCAB_NAME: WordPieceTokenizer}
+    return loaders.get(tokenizer_file(directory).name, AlbertTokenizer).from_pretrained(directory)
 
 
 def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool = False) -> str:
