@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sentencepiece as spm
@@ -140,10 +141,12 @@ class AlbertTokenizer(TokenizerBase):
     def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Piece ids and each piece's [start, end) characters in its text: sentencepiece aligns its pieces with
         the normalized text, `normalize_with_sources` aligns that with the text."""
-        # Segments between special-token strings, normalized with their sources, then encoded in one C++ call.
-        segments = []  # (text index, normalized, starts, ends) with positions in the whole text
-        specials = []  # (text index, position in that text, id, span): where each special token goes
-        for index, text in enumerate(texts):
+        # Each text is a plan of parts: a special token (id, span), or the index of a normalized segment; all the
+        # segments then go to C++ in one call.
+        plans: list[list[int | tuple[int, tuple[int, int]]]] = []
+        segments: list[tuple[str, list[int], list[int]]] = []  # normalized, sources' starts (+ end), ends
+        for text in texts:
+            parts: list[int | tuple[int, tuple[int, int]]] = []
             position = 0
             for match in [*_SPECIAL_SPLIT.finditer(text), None]:
                 end = len(text) if match is None else match.start()
@@ -151,31 +154,25 @@ class AlbertTokenizer(TokenizerBase):
                     text[position:end], do_lower_case=self.do_lower_case, keep_accents=self.keep_accents
                 )
                 if normalized:
-                    segments.append((index, normalized, [position + start for start in starts] + [end],
+                    parts.append(len(segments))
+                    segments.append((normalized, [position + start for start in starts] + [end],
                                      [position + stop for stop in ends]))
                 if match is not None:
-                    specials.append((index, match.start(), self._special_id[match.group()], match.span()))
+                    parts.append((self._special_id[match.group()], match.span()))
                     position = match.end()
-        results: list[tuple[list[int], list[tuple[int, int]]]] = [([], []) for _ in texts]
-        encoded = self.sp_model.encode([normalized for _, normalized, _, _ in segments], return_type="proto")
-        pending = iter(specials)
-        special = next(pending, None)
-        for (index, normalized, starts, ends), proto in zip(segments, encoded, strict=True):
-            ids, spans = results[index]
-            while special is not None and (special[0], special[1]) < (index, starts[0]):
-                results[special[0]][0].append(special[2])
-                results[special[0]][1].append(special[3])
-                special = next(pending, None)
-            char_of_byte = _char_of_byte(normalized)
-            for piece in proto.pieces:
-                first, stop = char_of_byte[piece.begin], char_of_byte[piece.end]
-                first += first < stop and normalized[first] == " "  # a "▁" piece's text starts after the space
-                ids.append(piece.id)
-                spans.append((starts[first], ends[stop - 1]) if stop > first else (starts[first], starts[first]))
-        while special is not None:
-            results[special[0]][0].append(special[2])
-            results[special[0]][1].append(special[3])
-            special = next(pending, None)
+            plans.append(parts)
+        encoded = self.sp_model.encode([normalized for normalized, _, _ in segments], return_type="proto")
+        results = []
+        for parts in plans:
+            ids: list[int] = []
+            spans: list[tuple[int, int]] = []
+            for part in parts:
+                if isinstance(part, int):
+                    _append_aligned(segments[part], encoded[part].pieces, ids, spans)
+                else:
+                    ids.append(part[0])
+                    spans.append(part[1])
+            results.append((ids, spans))
         return results
 
     def tokenize(self, text: str) -> list[str]:
@@ -244,6 +241,19 @@ def normalize_text(text: str, *, do_lower_case: bool = True, keep_accents: bool 
     if do_lower_case:
         text = text.lower()
     return _WHITESPACE.sub(" ", text).strip(" ")
+
+
+def _append_aligned(
+    segment: tuple[str, list[int], list[int]], pieces: Any, ids: list[int], spans: list[tuple[int, int]]
+) -> None:
+    """Append sentencepiece's pieces of a normalized segment with the characters of the text they come from."""
+    normalized, starts, ends = segment
+    char_of_byte = _char_of_byte(normalized)  # sentencepiece reports UTF-8 byte offsets
+    for piece in pieces:
+        first, stop = char_of_byte[piece.begin], char_of_byte[piece.end]
+        first += first < stop and normalized[first] == " "  # a "▁" piece's text starts after the space
+        ids.append(piece.id)
+        spans.append((starts[first], ends[stop - 1]) if stop > first else (starts[first], starts[first]))
 
 
 def _char_of_byte(text: str) -> list[int]:
