@@ -212,7 +212,9 @@ QUESTIONS = [
 
 def test_qa_answers_are_spans_of_their_contexts_batched_or_alone(folders: dict[str, Path]) -> None:
     with TestClient(create_app(folders["qa"], max_wait_ms=20)) as client:
-        assert client.get("/v1/model").json()["tasks"] == ["embed", "qa"]
+        described = client.get("/v1/model").json()
+        assert described["tasks"] == ["embed", "qa"] and described["tokenizer"] == {
+            "kind": "SentencePiece", "file": "spiece.model", "vocab_size": 60, "do_lower_case": True}
         together = client.post("/v1/qa", json={"questions": QUESTIONS}).json()["results"]
         alone = [client.post("/v1/qa", json={"questions": [q]}).json()["results"][0] for q in QUESTIONS]
         too_long = client.post("/v1/qa", json={"questions": [{"question": "x", "context": "y" * 10001}]})

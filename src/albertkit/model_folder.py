@@ -59,7 +59,11 @@ def describe_tokenizer(directory: str | Path) -> dict[str, Any] | None:
 
     if not tokenizer_file(directory).is_file():
         return None
-    tokenizer = load_tokenizer(directory)
+    return tokenizer_summary(load_tokenizer(directory))
+
+
+def tokenizer_summary(tokenizer: Any) -> dict[str, Any]:
+    """A loaded tokenizer's kind (SentencePiece, Unigram or WordPiece), defining file, size and case handling."""
     return {
         "kind": getattr(tokenizer, "kind", "SentencePiece"),
         "file": tokenizer.vocab_file,

@@ -1,4 +1,4 @@
-"""What a model folder can answer: classify, embed, fill-mask, NER, each as a batch function on texts."""
+"""What a model folder can answer: classify, embed, fill-mask, NER, QA, each as a batch function on inputs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from albertkit.model import (
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
 )
+from albertkit.model_folder import tokenizer_summary
 
 TASKS = ("classify", "embed", "fill-mask", "ner", "qa")
 NER_WINDOWS_PER_PASS = 64  # windows of long NER texts go through the model this many at a time
@@ -69,7 +70,7 @@ class TaskModel:
             "labels": self.labels if {"classify", "ner"} & set(self.functions) else None,
             "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
             "vocab_size": config.vocab_size, "max_length": self.encoder.max_length, "pooling": self.pooling,
-            "task": self.info.get("task"),
+            "task": self.info.get("task"), "tokenizer": tokenizer_summary(self.tokenizer),
         }
 
     def _batch(self, texts: list[str]) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
