@@ -87,9 +87,15 @@ def test_saved_again_it_loads_in_transformers(albert_json_dir, tmp_path):
     assert load_tokenizer(tmp_path).encode_batch(TEXTS) == tok.encode_batch(TEXTS)
 
 
-def test_unreadable_tokenizer_json_is_a_user_error(tmp_path):
+def test_unreadable_or_unsupported_tokenizer_json_is_a_user_error(tmp_path):
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "Nope"}}')
     with pytest.raises(UserError, match=r"tokenizer\.json: cannot read the tokenizer"):
+        load_tokenizer(tmp_path)
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+
+    Tokenizer(BPE({"a": 0, "b": 1}, [])).save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(UserError, match=r"tokenizer\.json: a BPE tokenizer model is not supported"):
         load_tokenizer(tmp_path)
 
 
