@@ -136,6 +136,11 @@ def test_saved_folder_loads_in_transformers_auto_tokenizer(vocab_dir, tmp_path):
     assert type(auto).__name__.startswith("BertTokenizer")
     assert auto(MIXED)["input_ids"] == tok(MIXED)["input_ids"]
     assert load_tokenizer(tmp_path).encode_batch(MIXED) == tok.encode_batch(MIXED)
+    # The saved tokenizer.json adds [CLS] and [SEP] by itself, for readers that take it as it is.
+    from tokenizers import Tokenizer
+
+    saved = Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("北京", "上海")
+    assert saved.ids == tok("北京", "上海")["input_ids"] and saved.type_ids == tok("北京", "上海")["token_type_ids"]
 
 
 def test_embed_with_a_vocabulary_that_lacks_mask_is_one_line(community_model, tmp_path, capsys):

@@ -63,6 +63,9 @@ class FastTokenizer(TokenizerBase):
             raise UserError(f"the vocabulary has no {', '.join(absent)}, which ALBERT needs", source)
         # Special-token strings typed in the text ("[MASK]") are matched before normalizing, as in transformers.
         tokenizer.add_special_tokens(list(self.special_tokens.values()))
+        if tokenizer.post_processor is None:  # saved files then add [CLS]/[SEP] for any reader (transformers 4 too)
+            tokenizer.post_processor = _cls_sep_template(self.special_tokens, dict(zip(SPECIAL_TOKEN_KEYS, special_ids,
+                                                                                       strict=True)))
         self.do_lower_case = bool(self.config.get("do_lower_case", True))
         strip_accents = self.config.get("strip_accents")
         self.keep_accents = bool(self.config.get("keep_accents", strip_accents is False or (
@@ -130,6 +133,18 @@ class FastTokenizer(TokenizerBase):
         if skip_special_tokens:
             ids = ids[~self._is_special[ids]]
         return self._tokenizer.decoder.decode(self._pieces[ids].tolist())
+
+
+def _cls_sep_template(special_tokens: dict[str, str], special_ids: dict[str, int]) -> Any:
+    """BERT's [CLS] A [SEP] (B [SEP]) post-processor, with segment ids 0 and 1."""
+    from tokenizers import processors
+
+    cls, sep = special_tokens["cls_token"], special_tokens["sep_token"]
+    return processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, special_ids["cls_token"]), (sep, special_ids["sep_token"])],
+    )
 
 
 def token_text(value: Any) -> str:
