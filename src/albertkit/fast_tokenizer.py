@@ -64,8 +64,8 @@ class FastTokenizer(TokenizerBase):
         # Special-token strings typed in the text ("[MASK]") are matched before normalizing, as in transformers.
         tokenizer.add_special_tokens(list(self.special_tokens.values()))
         if tokenizer.post_processor is None:  # saved files then add [CLS]/[SEP] for any reader (transformers 4 too)
-            tokenizer.post_processor = _cls_sep_template(self.special_tokens, dict(zip(SPECIAL_TOKEN_KEYS, special_ids,
-                                                                                       strict=True)))
+            ids_by_key = dict(zip(SPECIAL_TOKEN_KEYS, special_ids, strict=True))
+            tokenizer.post_processor = _cls_sep_template(self.special_tokens, ids_by_key)
         self.do_lower_case = bool(self.config.get("do_lower_case", True))
         strip_accents = self.config.get("strip_accents")
         self.keep_accents = bool(self.config.get("keep_accents", strip_accents is False or (
