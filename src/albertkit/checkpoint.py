@@ -126,8 +126,11 @@ def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> 
     return state
 
 
-def load_model_folder(cls: type, directory: str | Path, **config_overrides: Any) -> torch.nn.Module:
-    """Build `cls` from an HF folder's config.json and load its weights; warn about head weights left new."""
+def load_model_folder(
+    cls: type, directory: str | Path, weights: dict[str, torch.Tensor] | None = None, **config_overrides: Any
+) -> torch.nn.Module:
+    """Build `cls` from an HF folder's config.json and load its weights (`weights` when already read); warn about
+    head weights left new."""
     from albertkit.config import AlbertConfig
 
     config = AlbertConfig.from_pretrained(directory)
@@ -136,7 +139,7 @@ def load_model_folder(cls: type, directory: str | Path, **config_overrides: Any)
             raise UserError(f"unknown config field {key!r}")
         setattr(config, key, value)
     model = cls(config)
-    state = adapt_state_dict(read_weights(directory), model)
+    state = adapt_state_dict(read_weights(directory) if weights is None else weights, model)
     tied = getattr(model, "tied_weights", {})
     expected = set(model.state_dict())
     state = {k: v for k, v in state.items() if k in expected and k not in tied}
@@ -175,20 +178,6 @@ def read_model_info(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def weight_names(directory: str | Path) -> set[str]:
-    """Names of the tensors in an HF folder's weights (safetensors: read from the header alone)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = weights_path(directory)
-    if path.name == PICKLE_WEIGHTS_NAME:
-        return set(load_torch_file(path))
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return set(handle.keys())
-    except (SafetensorError, OSError) as err:
-        raise UserError(f"corrupt or truncated weights file ({err})", path) from err
-
-
 def architecture_of_weights(names: set[str], default: str) -> str:
     """The head a folder's weights belong to, for configs without `architectures` (older conversions, such as
     the community Chinese checkpoints); a `classifier` alone could be either classification head: `default`."""
@@ -206,11 +195,12 @@ def load_any_model(directory: str | Path, default: str = "AlbertModel") -> torch
     from albertkit.config import AlbertConfig
     from albertkit.model import HEADS
 
-    architectures = AlbertConfig.from_pretrained(directory).architectures or [
-        architecture_of_weights(weight_names(directory), default)
-    ]
-    cls = HEADS.get(architectures[0])
+    architectures = AlbertConfig.from_pretrained(directory).architectures
+    # Without `architectures` the weights decide, read once here and handed on.
+    weights = None if architectures else read_weights(directory)
+    architecture = architectures[0] if architectures else architecture_of_weights(set(weights), default)
+    cls = HEADS.get(architecture)
     if cls is None:
-        raise UserError(f"unsupported architecture {architectures[0]!r}; albertkit knows {', '.join(HEADS)}",
+        raise UserError(f"unsupported architecture {architecture!r}; albertkit knows {', '.join(HEADS)}",
                         Path(directory) / "config.json")
-    return cls.from_pretrained(directory)
+    return load_model_folder(cls, directory, weights)
