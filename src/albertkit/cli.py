@@ -348,7 +348,7 @@ def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
 def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p = pretrain_sub.add_parser("prepare", help="split raw text into sentences and tokenize it into token shards")
     p.add_argument("--input", nargs="+", required=True, help="text files (.txt, .jsonl, .gz), folders or globs")
-    p.add_argument("--tokenizer", required=True, help="tokenizer folder (spiece.model, e.g. from `tokenizer train`, or a BERT vocab.txt)")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder: spiece.model (e.g. from `tokenizer train`), tokenizer.json or a BERT vocab.txt")
     p.add_argument("--out", required=True, help="folder to write the prepared data into (replaced when complete)")
     p.add_argument("--max-seq-length", type=int, default=128, help="default sequence length of the examples")
     p.add_argument("--lang", choices=["auto", "en", "zh"], default="auto", help="sentence-splitting rules")

@@ -65,7 +65,7 @@ def describe_tokenizer(directory: str | Path) -> dict[str, Any] | None:
 def tokenizer_summary(tokenizer: Any) -> dict[str, Any]:
     """A loaded tokenizer's kind (SentencePiece, Unigram or WordPiece), defining file, size and case handling."""
     return {
-        "kind": getattr(tokenizer, "kind", "SentencePiece"),
+        "kind": tokenizer.kind,
         "file": tokenizer.vocab_file,
         "vocab_size": tokenizer.vocab_size,
         "do_lower_case": tokenizer.do_lower_case,

@@ -58,6 +58,7 @@ _LANG_SAMPLE_LINES = 10_000
 class AlbertTokenizer(TokenizerBase):
     """A SentencePiece unigram tokenizer with ALBERT's special tokens and transformers' preprocessing."""
 
+    kind = "SentencePiece"
     vocab_file = SPIECE_NAME
 
     def __init__(

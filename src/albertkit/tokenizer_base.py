@@ -1,4 +1,4 @@
-"""What ALBERT's SentencePiece tokenizer and BERT's WordPiece tokenizer share: the vocabulary's special tokens and
+"""What albertkit's tokenizers (SentencePiece, `tokenizers` Unigram and WordPiece) share: the vocabulary's special tokens
 word starts, and the model inputs built from piece ids ([CLS] a [SEP] b [SEP], truncation, padding, tensors)."""
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 class TokenizerBase(ABC):
     """A vocabulary of pieces with five special tokens; subclasses encode text into piece ids.
 
-    A subclass sets `vocab_file` (the file that defines its vocabulary), implements `encode_batch` and
+    A subclass sets `kind` and `vocab_file` (the file that defines its vocabulary), implements `encode_batch` and
     `encode_with_offsets`, and offers `tokenize`, `convert_tokens_to_ids`, `decode`, `from_pretrained` and
     `save_pretrained`.
     """
 
+    kind: str  # SentencePiece, Unigram or WordPiece
     vocab_file: str
     model_max_length: int
 
