@@ -1,4 +1,4 @@
-"""What albertkit's tokenizers (SentencePiece, `tokenizers` Unigram and WordPiece) share: the vocabulary's special tokens
+"""What albertkit's tokenizers (SentencePiece, `tokenizers` Unigram and WordPiece) share: the special tokens and
 word starts, and the model inputs built from piece ids ([CLS] a [SEP] b [SEP], truncation, padding, tensors)."""
 
 from __future__ import annotations
