@@ -33,8 +33,7 @@ class WordPieceTokenizer(FastTokenizer):
         config = dict(config or {})
         unk_token = token_text(config.get("unk_token") or DEFAULTS["WordPiece"][0]["unk_token"])
         vocab = {piece: index for index, piece in enumerate(pieces)}  # a repeated piece keeps its last id, as in BERT
-        if unk_token not in vocab:
-            raise UserError(f"the vocabulary has no {unk_token}, which ALBERT needs", source)
+        # FastTokenizer checks that the special tokens, this one included, are in the vocabulary.
         tokenizer = Tokenizer(WordPiece(vocab, unk_token=unk_token))
         tokenizer.normalizer = normalizers.BertNormalizer(
             clean_text=True,
