@@ -286,6 +286,12 @@ def test_save_and_load_round_trip(toy_dir, tmp_path):
     assert (again.convert_tokens_to_ids("[MASK]"), again.convert_ids_to_tokens(4)) == (4, "[MASK]")
 
 
+def test_unbounded_model_max_length_of_transformers_reads_as_512(toy_dir, tmp_path):
+    (tmp_path / "spiece.model").write_bytes((toy_dir / "spiece.model").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": int(1e30)}))
+    assert AlbertTokenizer.from_pretrained(tmp_path).model_max_length == 512
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz \t\n", max_size=60))
 def test_decode_encode_round_trip_on_lowercase_ascii(toy_dir, text):

@@ -21,6 +21,7 @@ from albertkit.tokenizer_base import (
     SPECIAL_TOKENS_MAP_NAME,
     TOKENIZER_CONFIG_NAME,
     TokenizerBase,
+    configured_max_length,
     read_tokenizer_config,
 )
 
@@ -70,7 +71,7 @@ class FastTokenizer(TokenizerBase):
         strip_accents = self.config.get("strip_accents")
         self.keep_accents = bool(self.config.get("keep_accents", strip_accents is False or (
             strip_accents is None and not self.do_lower_case)))
-        self.model_max_length = _model_max_length(self.config)
+        self.model_max_length = configured_max_length(self.config)
         if self.kind == "WordPiece":
             word_starts = (not piece.startswith(WORDPIECE_CONTINUATION) for piece in pieces)
         else:
@@ -150,9 +151,3 @@ def _cls_sep_template(special_tokens: dict[str, str], special_ids: dict[str, int
 def token_text(value: Any) -> str:
     """A special token as tokenizer configs write it: a string, or an AddedToken dict with its `content`."""
     return str(value["content"]) if isinstance(value, dict) else str(value)
-
-
-def _model_max_length(config: dict[str, Any]) -> int:
-    """`model_max_length`, 512 when absent or set to transformers' "unbounded" placeholder (a huge number)."""
-    value = config.get("model_max_length", 512)
-    return int(value) if isinstance(value, int | float) and value < 1e9 else 512

@@ -38,6 +38,7 @@ from albertkit.tokenizer_base import (
     SPECIAL_TOKENS_MAP_NAME,
     TOKENIZER_CONFIG_NAME,
     TokenizerBase,
+    configured_max_length,
     read_tokenizer_config,
 )
 
@@ -104,7 +105,7 @@ class AlbertTokenizer(TokenizerBase):
             model_path.read_bytes(),
             do_lower_case=bool(config.get("do_lower_case", True)),
             keep_accents=bool(config.get("keep_accents", False)),
-            model_max_length=int(config.get("model_max_length", 512)),
+            model_max_length=configured_max_length(config),
         )
 
     def save_pretrained(self, directory: str | Path) -> None:

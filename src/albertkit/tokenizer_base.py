@@ -173,3 +173,10 @@ def read_tokenizer_config(directory: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise UserError("expected a JSON object", path)
     return config
+
+
+def configured_max_length(config: dict[str, Any]) -> int:
+    """A tokenizer config's `model_max_length`, 512 when absent or set to transformers' "unbounded" placeholder
+    (a huge number)."""
+    value = config.get("model_max_length", 512)
+    return int(value) if isinstance(value, int | float) and value < 1e9 else 512
