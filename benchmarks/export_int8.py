@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime
 import torch
 
-from albertkit.embed import Encoder, iter_input_texts, pad_batch
-from albertkit.export import export_model
+from albertkit.inference.embed import Encoder, iter_input_texts, pad_batch
+from albertkit.inference.export import export_model
 
 Predict = Callable[[torch.Tensor, torch.Tensor], np.ndarray]
 

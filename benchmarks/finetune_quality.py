@@ -36,8 +36,8 @@ TASKS = {
 
 def tfidf_baseline(name: str, task: str, lang: str, train: Path, test: Path) -> dict:
     """The floor: TF-IDF + logistic regression, or for NER the most frequent tag of each character."""
-    from albertkit.data.tasks import TaskSpec, read_examples, read_train_examples
-    from albertkit.metrics import compute_metrics
+    from albertkit.tasks.metrics import compute_metrics
+    from albertkit.tasks.spec import TaskSpec, read_examples, read_train_examples
 
     spec, train_examples = read_train_examples(TaskSpec(task), train)
     test_examples = read_examples(spec, test)
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/finetune_quality")
     args = parser.parse_args()
 
-    from albertkit.model_folder import init_model_folder
+    from albertkit.modeling.folder import init_model_folder
 
     results = []
     for name in args.tasks:

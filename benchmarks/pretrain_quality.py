@@ -45,7 +45,7 @@ def chinese_corpus(out: Path) -> Path:
 
 def most_frequent_token_accuracy(data_dir: Path, seed: int) -> tuple[float, int]:
     """Accuracy at the held-out masked positions of always predicting the most frequent training token."""
-    from albertkit.data.pretrain import PretrainingData
+    from albertkit.data.pretraining import PretrainingData
     from albertkit.data.shards import TokenShards
 
     train = TokenShards(data_dir, "train")
@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: benchmarks/out/pretrain-<lang>[-wwm]")
     args = parser.parse_args()
 
-    from albertkit.data.pretrain import prepare_pretraining_data
-    from albertkit.tokenizer import train_tokenizer
+    from albertkit.data.prepare import prepare_pretraining_data
+    from albertkit.tokenization.training import train_tokenizer
     from albertkit.train.pretrain import run_pretraining
 
     name = f"pretrain-{args.lang}" + ("-wwm" if args.whole_word_mask else "")

@@ -71,7 +71,8 @@ def useful_flops(config, lengths: np.ndarray, masked: int, training: bool, heads
 
 def sst2_lengths(split: str, limit: int | None = None) -> np.ndarray:
     """Token counts of SST-2 sentences ([CLS] + pieces + [SEP]) under a tokenizer trained on wiki text."""
-    from albertkit.tokenizer import AlbertTokenizer, train_tokenizer
+    from albertkit.tokenization.sentencepiece import AlbertTokenizer
+    from albertkit.tokenization.training import train_tokenizer
 
     tok_dir = ROOT / "benchmarks" / "out" / "tokenizer-wiki-8k"
     if not (tok_dir / "spiece.model").is_file():
@@ -83,7 +84,7 @@ def sst2_lengths(split: str, limit: int | None = None) -> np.ndarray:
 
 
 def make_models(impl: str, preset: str, vocab: int, head: str, device: torch.device, max_pos: int = 512):
-    from albertkit.config import AlbertConfig
+    from albertkit.modeling.config import AlbertConfig
 
     config = AlbertConfig.from_preset(preset, vocab_size=vocab, max_position_embeddings=max_pos)
     torch.manual_seed(0)
@@ -92,7 +93,7 @@ def make_models(impl: str, preset: str, vocab: int, head: str, device: torch.dev
 
         model = getattr(transformers, head)(transformers.AlbertConfig(**config.to_dict(), attn_implementation="sdpa"))
     else:
-        import albertkit.model as ak
+        import albertkit.modeling.model as ak
         from albertkit import keep_freed_memory
 
         keep_freed_memory()  # what albertkit's training loop, predict and embed do before they run a model

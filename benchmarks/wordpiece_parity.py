@@ -18,7 +18,7 @@ from pathlib import Path
 
 import transformers
 
-from albertkit.tokenizer import load_tokenizer
+from albertkit.tokenization.loading import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import write_bert_vocab  # noqa: E402 - the tests' vocabulary builder, found through sys.path

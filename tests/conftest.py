@@ -80,8 +80,8 @@ def write_synthetic_corpus(path: Path, documents: int = 40, seed: int = 0) -> Pa
 @pytest.fixture(scope="session")
 def prepared_corpus(tmp_path_factory) -> Path:
     """A folder with corpus.txt, tok/ (a 70-piece tokenizer) and data/ (prepared for length 64)."""
-    from albertkit.data.pretrain import prepare_pretraining_data
-    from albertkit.tokenizer import train_tokenizer
+    from albertkit.data.prepare import prepare_pretraining_data
+    from albertkit.tokenization.training import train_tokenizer
 
     root = tmp_path_factory.mktemp("corpus")
     corpus = write_synthetic_corpus(root / "corpus.txt", documents=60)

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from albertkit.data.corpus import split_sentences
-from albertkit.data.pretrain import IGNORE_INDEX, assemble_pairs, build_sop_examples, mask_ngrams
-from albertkit.data.textfiles import iter_text_lines
+from albertkit.data.masking import assemble_pairs, mask_ngrams
+from albertkit.data.sop import build_sop_examples
+from albertkit.io.text import iter_text_lines
+from albertkit.modeling.model import IGNORE_INDEX
 
 SETTINGS = settings(max_examples=80, deadline=None)
 # Any text of a line: no line break, no surrogate (not encodable), no U+FEFF (a leading one is a byte order mark).

@@ -3,10 +3,9 @@
 from importlib import import_module
 from typing import Any
 
-from albertkit.config import AlbertConfig
-from albertkit.cpu_memory import keep_freed_memory
 from albertkit.errors import UserError
-from albertkit.model import (
+from albertkit.modeling.config import AlbertConfig
+from albertkit.modeling.model import (
     AlbertForMaskedLM,
     AlbertForPreTraining,
     AlbertForQuestionAnswering,
@@ -14,16 +13,17 @@ from albertkit.model import (
     AlbertForTokenClassification,
     AlbertModel,
 )
+from albertkit.runtime.memory import keep_freed_memory
 
 __version__ = "0.1.0"
 
 # Imported on first use: they pull in sentencepiece, tqdm and friends.
 _LAZY = {
-    "AlbertTokenizer": "albertkit.tokenizer",
-    "load_tokenizer": "albertkit.tokenizer",
-    "WordPieceTokenizer": "albertkit.wordpiece",
-    "FastTokenizer": "albertkit.fast_tokenizer",
-    "Encoder": "albertkit.embed",
+    "AlbertTokenizer": "albertkit.tokenization.sentencepiece",
+    "load_tokenizer": "albertkit.tokenization.loading",
+    "WordPieceTokenizer": "albertkit.tokenization.wordpiece",
+    "FastTokenizer": "albertkit.tokenization.fast",
+    "Encoder": "albertkit.inference.embed",
 }
 
 __all__ = [

@@ -22,7 +22,7 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the line sample")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.tokenizer import train_tokenizer
+        from albertkit.tokenization.training import train_tokenizer
 
         train_tokenizer(
             args.input, args.out, vocab_size=args.vocab_size, lang=args.lang,
@@ -43,8 +43,9 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     def run_init(args: argparse.Namespace) -> None:
-        from albertkit.model import HEADS
-        from albertkit.model_folder import describe_model_folder, format_model_description, init_model_folder
+        from albertkit.modeling.folder import init_model_folder
+        from albertkit.modeling.model import HEADS
+        from albertkit.modeling.summary import describe_model_folder, format_model_description
 
         if args.head not in HEADS:
             raise UserError(f"unknown head {args.head!r}; choose one of {', '.join(HEADS)}")
@@ -59,7 +60,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     def run_info(args: argparse.Namespace) -> None:
         import json
 
-        from albertkit.model_folder import describe_model_folder, format_model_description
+        from albertkit.modeling.summary import describe_model_folder, format_model_description
 
         description = describe_model_folder(args.model_dir)
         print(json.dumps(description, indent=2, ensure_ascii=False) if args.json else format_model_description(description))
@@ -78,7 +79,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.embed import embed_file
+        from albertkit.inference.embed import embed_file
 
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize)
@@ -128,7 +129,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
 
     def run_build(args: argparse.Namespace) -> None:
-        from albertkit.search import build_index
+        from albertkit.inference.search import build_index
 
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling)
@@ -143,7 +144,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON line per query")
 
     def run_query(args: argparse.Namespace) -> None:
-        from albertkit.search import format_hits, query_index
+        from albertkit.inference.search import format_hits, query_index
 
         print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model), args.json))
 
@@ -176,7 +177,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="the output folder of a pretraining or fine-tuning run (holds log.jsonl)")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.report import write_report
+        from albertkit.report.render import write_report
 
         print(f"wrote {write_report(args.run_dir)}")
 
@@ -282,7 +283,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> None:
         import json
 
-        from albertkit.predict import evaluate_model
+        from albertkit.inference.predict import evaluate_model
 
         print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size), indent=2,
                          ensure_ascii=False))
@@ -298,7 +299,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.predict import predict_file
+        from albertkit.inference.predict import predict_file
 
         count = predict_file(args.model, args.input, args.output, args.batch_size)
         print(f"wrote {count:,} predictions to {args.output}")
@@ -360,7 +361,7 @@ def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.data.pretrain import prepare_pretraining_data
+        from albertkit.data.prepare import prepare_pretraining_data
 
         prepare_pretraining_data(
             args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length, lang=args.lang,
@@ -380,7 +381,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.export import export_model
+        from albertkit.inference.export import export_model
 
         print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset).summary())
 

@@ -62,10 +62,10 @@ def run_quickstart(
     pretrain_minutes: float = 2.0, vocab_size: int | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """Run the chain and return (and write to OUT/summary.json) what each step produced."""
-    from albertkit.data.pretrain import prepare_pretraining_data
-    from albertkit.search import build_index, query_index
-    from albertkit.serve.tasks import TaskModel
-    from albertkit.tokenizer import train_tokenizer
+    from albertkit.data.prepare import prepare_pretraining_data
+    from albertkit.inference.search import build_index, query_index
+    from albertkit.serve.model_functions import TaskModel
+    from albertkit.tokenization.training import train_tokenizer
     from albertkit.train.finetune import run_finetuning
     from albertkit.train.pretrain import run_pretraining
 
@@ -104,7 +104,7 @@ def run_quickstart(
                            "folder": str(out / "finetune" / "best"), "report": str(out / "finetune" / "report.html")}
 
     _say(5, "evaluating the best model on the dev set")
-    from albertkit.predict import evaluate_model
+    from albertkit.inference.predict import evaluate_model
 
     summary["evaluate"] = evaluate_model(out / "finetune" / "best", data.dev, output=out / "dev_metrics.json")
     print(json.dumps(summary["evaluate"], indent=2))

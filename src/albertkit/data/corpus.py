@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from albertkit.data.textfiles import iter_text_lines
 from albertkit.errors import UserError
+from albertkit.io.text import iter_text_lines
 
 LANGS = ("auto", "en", "zh")
 # A document counts as Chinese when this share of its letters, digits and CJK characters is CJK.

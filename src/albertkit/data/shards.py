@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from albertkit.checkpoint import write_text_atomic
 from albertkit.errors import UserError
+from albertkit.io.atomic import write_text_atomic
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"

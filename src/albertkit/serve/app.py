@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import albertkit
 from albertkit.errors import UserError
 from albertkit.serve.batcher import MicroBatcher
-from albertkit.serve.tasks import TaskModel
+from albertkit.serve.model_functions import TaskModel
 
 logger = logging.getLogger(__name__)
 DEMO_PAGE = Path(__file__).parent / "static" / "index.html"
@@ -123,7 +123,7 @@ def create_app(
     With `api_key`, /v1/ endpoints want `Authorization: Bearer <api_key>`. `index_dir` (built with the same
     model) enables /v1/search.
     """
-    from albertkit.search import SearchIndex
+    from albertkit.inference.search import SearchIndex
 
     for name, value in (("max_batch", max_batch), ("max_chars", max_chars), ("max_texts", max_texts)):
         if value < 1:

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from albertkit.checkpoint import load_torch_file, model_state_for_saving, write_text_atomic
 from albertkit.errors import UserError
+from albertkit.io.atomic import write_text_atomic
+from albertkit.modeling.weights import load_torch_file, model_state_for_saving
 
 logger = logging.getLogger(__name__)
 

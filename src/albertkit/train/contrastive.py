@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from albertkit.config import AlbertConfig
-from albertkit.embed import (
+from albertkit.errors import UserError
+from albertkit.inference.embed import (
     POOLINGS,
     Encoder,
     iter_input_texts,
@@ -26,9 +26,9 @@ from albertkit.embed import (
     pool_embeddings,
     with_special_tokens,
 )
-from albertkit.errors import UserError
-from albertkit.metrics import spearman
-from albertkit.model import AlbertModel, AlbertOutput
+from albertkit.modeling.config import AlbertConfig
+from albertkit.modeling.model import AlbertModel, AlbertOutput
+from albertkit.tasks.metrics import spearman
 from albertkit.train.loop import TrainConfig, TrainResult, train
 
 # SimCSE's recipe (batch 64, lr 3e-5, one epoch) with the loop's names.
@@ -142,7 +142,7 @@ class ContrastiveTask:
         return {"spearman": similarity_spearman(encoder, self.eval_pairs, self.options.pooling)}
 
     def save_model(self, model: torch.nn.Module, directory: Path, summary: dict[str, Any]) -> None:
-        from albertkit.checkpoint import write_model_folder
+        from albertkit.modeling.folder import write_model_folder
 
         albert = model.albert
         # The saved config keeps the folder's own dropout: the extra noise was for training only.
@@ -169,7 +169,7 @@ def train_sentence_embeddings(
     Spearman correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
     `train_flags` are `TrainConfig` fields (batch_size, learning_rate, epochs, max_steps, seed, ...).
     """
-    from albertkit.tokenizer import load_tokenizer
+    from albertkit.tokenization.loading import load_tokenizer
 
     options = options or ContrastiveOptions()
     if (sentences is None) == (pairs is None):

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from albertkit.cpu_memory import keep_freed_memory
 from albertkit.errors import UserError
+from albertkit.report.runlog import RunLog, read_log
+from albertkit.runtime.memory import keep_freed_memory
 from albertkit.train import checkpoints as ckpt
 from albertkit.train.optim import build_optimizer, build_schedule
-from albertkit.train.runlog import RunLog, read_log
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def _truncate_log(run_dir: Path, step: int) -> None:
     """After a resume, drop log records written past the checkpoint: the curves continue without overlap."""
     import json
 
-    from albertkit.checkpoint import write_text_atomic
-    from albertkit.train.runlog import LOG_NAME
+    from albertkit.io.atomic import write_text_atomic
+    from albertkit.report.runlog import LOG_NAME
 
     kept = [r for r in read_log(run_dir) if r.get("step", 0) <= step or r.get("kind") == "start"]
     write_text_atomic(run_dir / LOG_NAME, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
@@ -395,7 +395,7 @@ def train(
         log.write("end", step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"}, **metrics)
     log.close()
     if dist_info.is_main:
-        from albertkit.report import write_report
+        from albertkit.report.render import write_report
 
         tqdm.write(f"report: {write_report(run_dir)}")
     if world > 1:

@@ -10,18 +10,18 @@ from typing import Any
 
 import torch
 
-from albertkit.checkpoint import check_tokenizer_matches, write_model_folder
-from albertkit.config import AlbertConfig
 from albertkit.errors import UserError
-from albertkit.model import IGNORE_INDEX, AlbertForPreTraining
-from albertkit.run_config import (
+from albertkit.modeling.config import AlbertConfig
+from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
+from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
+from albertkit.train.loop import TrainConfig, TrainResult, train
+from albertkit.train.settings import (
     dataclass_from,
     field_names,
     load_yaml_config,
     merge_config,
     save_effective_config,
 )
-from albertkit.train.loop import TrainConfig, TrainResult, train
 
 
 @dataclass
@@ -52,7 +52,7 @@ class PretrainingTask:
     greater_is_better = True
 
     def __init__(self, data_dir: Path, options: PretrainOptions, tokenizer: Any, seed: int):
-        from albertkit.data.pretrain import PretrainingData
+        from albertkit.data.pretraining import PretrainingData
 
         kwargs = dict(
             max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob,
@@ -151,7 +151,7 @@ def run_pretraining(
     **flags: Any,
 ) -> TrainResult:
     """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP."""
-    from albertkit.tokenizer import load_tokenizer
+    from albertkit.tokenization.loading import load_tokenizer
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():

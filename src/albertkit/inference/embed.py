@@ -1,0 +1,316 @@
+"""Sentence embeddings: `Encoder.encode(texts) -> ndarray`, and `embed_file` for files larger than RAM."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.errors import UserError
+from albertkit.runtime.memory import keep_freed_memory
+
+POOLINGS = ("mean", "cls", "pooler")
+# Texts per chunk when streaming a file: bounds memory whatever the file's size.
+STREAM_CHUNK = 8192
+# Header names taken as the text column of a .tsv/.csv when no column is named.
+TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
+
+
+def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of shape (B, longest), padded on the right."""
+    batch = collate([{"input_ids": s, "attention_mask": np.ones(len(s), dtype=np.int64)} for s in sequences], pad_id)
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def with_special_tokens(piece_ids: list[list[int]], cls_id: int, sep_id: int, max_length: int) -> list[np.ndarray]:
+    """[CLS] pieces [SEP] for each text, the pieces cut to fit `max_length`."""
+    keep = max_length - 2
+    return [np.array([cls_id, *ids[:keep], sep_id], dtype=np.int64) for ids in piece_ids]
+
+
+class Encoder:
+    """Sentence embeddings from any ALBERT model folder (the encoder under whatever head it has).
+
+    `Encoder("runs/sst2").encode(["a sentence", ...])` returns an (n, hidden_size) float32 array.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", max_length: int = 512):
+        from albertkit.modeling.folder import load_any_model
+        from albertkit.tokenization.loading import load_tokenizer
+
+        keep_freed_memory()
+        self._attach(load_any_model(model_dir).to(device).eval(), load_tokenizer(model_dir),
+                     max_length, Path(model_dir))
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, tokenizer: Any, max_length: int = 512) -> Encoder:
+        """An Encoder over a model already in memory (during training, say); its train/eval mode is left alone."""
+        encoder = cls.__new__(cls)
+        encoder._attach(model, tokenizer, max_length, None)
+        return encoder
+
+    def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
+        from albertkit.modeling.folder import check_tokenizer_matches
+        from albertkit.modeling.model import AlbertModel
+
+        check_tokenizer_matches(tokenizer, model.config, model_dir / tokenizer.vocab_file if model_dir else None)
+        self.model_dir = model_dir
+        self.tokenizer = tokenizer
+        self.model = model
+        self.albert: AlbertModel = model if isinstance(model, AlbertModel) else model.albert
+        self.max_length = min(max_length, model.config.max_position_embeddings)
+        self.device = next(model.parameters()).device
+
+    @property
+    def dimension(self) -> int:
+        return self.model.config.hidden_size
+
+    def tokenize(self, texts: list[str]) -> list[np.ndarray]:
+        """Ids with [CLS]/[SEP], truncated to `max_length`; the pieces come from one batched C++ call."""
+        tok = self.tokenizer
+        return with_special_tokens(tok.encode_batch(texts), tok.cls_token_id, tok.sep_token_id, self.max_length)
+
+    def encode(
+        self,
+        texts: list[str] | str,
+        batch_size: int = 32,
+        pooling: str = "mean",
+        normalize: bool = True,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embeddings of `texts` as float32 (n, hidden_size), in the order given.
+
+        pooling: "mean" over the real tokens, "cls" (the first token's hidden state) or "pooler" (tanh layer
+        on [CLS], as trained by SOP or a classification head). normalize: unit L2 length, so a dot product
+        is the cosine. Texts are batched by length so that padding stays short.
+        """
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if pooling == "pooler" and self.albert.pooler is None:
+            raise UserError(f"{type(self.model).__name__} has no pooler layer; use pooling 'mean' or 'cls'",
+                            self.model_dir)
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        sequences = self.tokenize(list(texts))
+        # Longest first: little padding, and memory peaks at the start rather than after minutes.
+        batches = length_bucketed_batches(np.fromiter(map(len, sequences), np.int64, len(sequences)), batch_size,
+                                          shuffle=False)
+        show = len(texts) > 4 * batch_size if show_progress is None else show_progress
+        with torch.inference_mode():
+            for rows in tqdm(batches, desc="embed", unit="batch", disable=not show):
+                input_ids, attention_mask = pad_batch([sequences[i] for i in rows], self.tokenizer.pad_token_id)
+                pooled = self.pool(input_ids.to(self.device), attention_mask.to(self.device), pooling)
+                if normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[rows] = pooled.float().cpu().numpy()
+        return out
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+        """(B, H) pooled hidden states of one padded batch."""
+        return pool_embeddings(self.albert, input_ids, attention_mask, pooling)
+
+
+def pool_embeddings(albert: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    pooling: str) -> torch.Tensor:
+    """(B, H) sentence vectors of a padded batch, computed on the unpadded path (real tokens only).
+
+    pooling: "mean" over the real tokens, "cls" (the first token's hidden state) or "pooler" (tanh layer on it).
+    """
+    hidden, unpadding = albert.encode(input_ids, attention_mask)
+    lengths = attention_mask.sum(dim=1)
+    if unpadding is None:  # no padding in this batch: hidden is (B, L, H)
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+    first_rows = torch.cumsum(lengths, 0) - lengths
+    if pooling == "cls":
+        return hidden.index_select(0, first_rows)
+    if pooling == "pooler":
+        return torch.tanh(albert.pooler(hidden.index_select(0, first_rows)))
+    row_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
+    sums = hidden.new_zeros(len(lengths), hidden.shape[-1]).index_add_(0, row_of_token, hidden)
+    return sums / lengths[:, None].to(hidden.dtype)
+
+
+@dataclass
+class TextColumn:
+    """Which field of each line holds the text: None (whole line / "text"), a header name, or a 0-based index."""
+
+    name: str | None = None
+    index: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str | int | None) -> TextColumn:
+        if spec is None:
+            return cls()
+        if isinstance(spec, int) or str(spec).isdigit():
+            return cls(index=int(spec))
+        return cls(name=str(spec))
+
+
+def iter_input_texts(
+    path: str | Path, text_column: str | int | None = None, skipped: Counter | None = None
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each data row of a text, .jsonl, .tsv or .csv file (optionally .gz), streamed.
+
+    Plain text: every line is a text. .jsonl: the "text" field. .tsv/.csv: a column given by header name or
+    0-based index; without one, a header holding a usual name (text, sentence, text_a, ...) picks the column,
+    else column 0 of every line. Blank lines of a table are no rows: they are counted in `skipped`. A row
+    with another number of columns than the first line is a UserError naming its line.
+    """
+    from albertkit.io.text import iter_text_lines
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("no such file", path)
+    column = TextColumn.parse(text_column)
+    suffix = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
+    lines = ((number, text) for _, number, text in iter_text_lines(path))
+    if suffix in (".tsv", ".csv"):
+        yield from _table_texts(path, lines, column, "\t" if suffix == ".tsv" else ",", skipped)
+        return
+    if column.name not in (None, "text") or column.index not in (None, 0):
+        raise UserError("only .tsv and .csv files have text columns (.jsonl files use the \"text\" field)", path)
+    yield from lines
+
+
+def _split_row(line: str, delimiter: str) -> list[str]:
+    # TSV fields hold stray quotes in real data: only CSV gives quotes a meaning.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return next(csv.reader([line], delimiter=delimiter, quoting=quoting))
+
+
+def _table_texts(
+    path: Path, lines: Iterator[tuple[int, str]], column: TextColumn, delimiter: str, skipped: Counter | None
+) -> Iterator[tuple[int, str]]:
+    skipped = Counter() if skipped is None else skipped
+    first = next(lines, None)
+    while first is not None and not first[1].strip():
+        skipped["blank line"] += 1
+        first = next(lines, None)
+    if first is None:
+        return
+    header = _split_row(first[1], delimiter)
+    index = column.index
+    if column.name is not None:
+        if column.name not in header:
+            raise UserError(f"no column {column.name!r} in the header ({', '.join(header)})", path, first[0])
+        index = header.index(column.name)
+    elif index is None:
+        index = next((header.index(n) for n in TEXT_COLUMN_NAMES if n in header), None)
+        if index is None:  # no header: the first line is data
+            index = 0
+            lines = _prepend(first, lines)
+    else:
+        lines = _prepend(first, lines)
+    for number, line in lines:
+        if not line.strip():  # a blank line is no row of the table
+            skipped["blank line"] += 1
+            continue
+        fields = _split_row(line, delimiter)
+        if index >= len(fields):
+            raise UserError(f"line has {len(fields)} columns, text column {index} is missing", path, number)
+        if len(fields) != len(header):  # a stray separator would shift the columns: never guess which one is text
+            hint = "a tab inside a text?" if delimiter == "\t" else "quote texts that hold commas"
+            raise UserError(f"line has {len(fields)} columns but line {first[0]} has {len(header)} ({hint})",
+                            path, number)
+        yield number, fields[index]
+
+
+def _prepend(item: tuple[int, str], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    yield item
+    yield from rest
+
+
+def embed_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    text_column: str | int | None = None,
+    batch_size: int = 32,
+    pooling: str = "mean",
+    normalize: bool = True,
+    chunk_size: int = STREAM_CHUNK,
+) -> int:
+    """Embed every row of `input_path` into `output_path` (.npy, or .parquet with pyarrow); returns the row count.
+
+    Streams in chunks so inputs larger than RAM work; the output appears only when complete (temp + rename).
+    """
+    from albertkit.io.atomic import write_atomic
+
+    output_path = Path(output_path)
+    suffix = output_path.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise UserError("output must end in .npy or .parquet", output_path)
+    if suffix == ".parquet":
+        _require_pyarrow()
+    # First pass: validates the file and sizes the output.
+    skipped: Counter = Counter()
+    count = blank = 0
+    for _, text in iter_input_texts(input_path, text_column, skipped):
+        count += 1
+        blank += not text.strip()
+    if count == blank:
+        raise UserError("no texts in the file" + (": every text is blank" if count else ""), input_path)
+    if skipped["blank line"]:
+        print(f"{input_path}: skipped {skipped['blank line']:,} blank line(s) of the table")
+    encoder = Encoder(model_dir)
+
+    def chunks() -> Iterator[list[str]]:
+        texts: list[str] = []
+        for _, text in iter_input_texts(input_path, text_column):
+            texts.append(text)
+            if len(texts) == chunk_size:
+                yield texts
+                texts = []
+        if texts:
+            yield texts
+
+    def embedded_chunks() -> Iterator[np.ndarray]:
+        with tqdm(total=count, desc=f"embed {Path(input_path).name}", unit="text") as progress:
+            for texts in chunks():
+                yield encoder.encode(texts, batch_size, pooling, normalize, show_progress=False)
+                progress.update(len(texts))
+
+    def write_npy(tmp: Path) -> None:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, encoder.dimension))
+        row = 0
+        for vectors in embedded_chunks():
+            matrix[row:row + len(vectors)] = vectors
+            row += len(vectors)
+        matrix.flush()
+        del matrix
+
+    def write_parquet(tmp: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([("row", pa.int64()), ("embedding", pa.list_(pa.float32(), encoder.dimension))])
+        row = 0
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for vectors in embedded_chunks():
+                values = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), encoder.dimension)
+                rows = pa.array(np.arange(row, row + len(vectors), dtype=np.int64))
+                writer.write_table(pa.Table.from_arrays([rows, values], schema=schema))
+                row += len(vectors)
+
+    write_atomic(output_path, write_npy if suffix == ".npy" else write_parquet)
+    return count
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as err:
+        raise UserError("writing .parquet needs pyarrow: pip install pyarrow (or write .npy)") from err

@@ -1,0 +1,160 @@
+"""Export a model folder to ONNX (dynamic batch and sequence axes), checked against PyTorch, optionally int8."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from albertkit.errors import UserError
+
+FORMATS = ("onnx",)
+QUANTIZATIONS = ("int8",)
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# What each head's ONNX graph returns: AlbertOutput fields, in order, each marked True when it has a sequence axis.
+OUTPUTS: dict[str, dict[str, bool]] = {
+    "AlbertModel": {"last_hidden_state": True, "pooler_output": False},
+    "AlbertForPreTraining": {"prediction_logits": True, "sop_logits": False},
+    "AlbertForMaskedLM": {"logits": True},
+    "AlbertForSequenceClassification": {"logits": False},
+    "AlbertForTokenClassification": {"logits": True},
+    "AlbertForQuestionAnswering": {"start_logits": True, "end_logits": True},
+}
+# The parity check's probe: more rows and longer than the traced example, so the dynamic axes are exercised.
+TRACE_LENGTHS, PROBE_LENGTHS = (9, 5), (3, 17, 1, 12)
+MIN_OPSET = 17
+
+
+@dataclass
+class ExportReport:
+    """Where the model went and how closely onnxruntime reproduces PyTorch on a probe batch."""
+
+    path: Path
+    architecture: str
+    outputs: tuple[str, ...]
+    opset: int
+    max_abs_diff: float  # float32 ONNX against PyTorch
+    quantized: str | None = None
+    quantized_max_abs_diff: float | None = None  # the int8 model against PyTorch
+
+    def summary(self) -> str:
+        lines = [f"exported {self.architecture} to {self.path} (opset {self.opset}, outputs: {', '.join(self.outputs)})",
+                 f"max abs difference ONNX float32 vs PyTorch: {self.max_abs_diff:.3g}"]
+        if self.quantized:
+            lines.append(f"max abs difference ONNX {self.quantized} vs PyTorch: {self.quantized_max_abs_diff:.3g}")
+        return "\n".join(lines)
+
+
+class _OnnxSignature(torch.nn.Module):
+    """The model with positional (input_ids, attention_mask, token_type_ids) in and a tuple of tensors out."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return tuple(getattr(out, name) for name in self.outputs)
+
+
+def example_batch(lengths: tuple[int, ...], vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids, right-padded to the longest of `lengths`, with the matching mask and token types."""
+    generator = torch.Generator().manual_seed(seed)
+    longest = max(lengths)
+    attention_mask = (torch.arange(longest) < torch.tensor(lengths)[:, None]).long()
+    input_ids = torch.randint(5, vocab_size, (len(lengths), longest), generator=generator) * attention_mask
+    token_type_ids = (torch.arange(longest) >= torch.tensor(lengths)[:, None] // 2).long() * attention_mask
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def export_model(
+    model_dir: str | Path, out: str | Path, format: str = "onnx", quantize: str | None = None, opset: int = MIN_OPSET,
+) -> ExportReport:
+    """Export the model folder's model to `out` and check onnxruntime against PyTorch on a probe batch.
+
+    With `quantize="int8"`, `out` is the dynamically quantized model (int8 weights, activations quantized at
+    run time); the float32 model it comes from is checked too. The file appears only once written whole.
+    """
+    from albertkit.io.atomic import write_atomic
+    from albertkit.modeling.folder import load_any_model
+
+    if format not in FORMATS:
+        raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if quantize not in (None, *QUANTIZATIONS):
+        raise UserError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    if opset < MIN_OPSET:
+        raise UserError(f"opset {opset} is too old; albertkit exports opset {MIN_OPSET} or newer")
+    model = load_any_model(model_dir).eval()
+    architecture = type(model).__name__
+    outputs = tuple(OUTPUTS[architecture])
+    vocab_size = model.config.vocab_size
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = Path(scratch) / "model.onnx"
+        write_onnx(model, float_path, opset)
+        probe = example_batch(PROBE_LENGTHS, vocab_size, seed=1)
+        expected = run_pytorch(model, outputs, probe)
+        report = ExportReport(out, architecture, outputs, opset, max_abs_diff(run_onnx(float_path, probe), expected))
+        final = float_path
+        if quantize == "int8":
+            final = Path(scratch) / "model.int8.onnx"
+            quantize_int8(float_path, final)
+            report.quantized = quantize
+            report.quantized_max_abs_diff = max_abs_diff(run_onnx(final, probe), expected)
+        write_atomic(out, lambda tmp: tmp.write_bytes(final.read_bytes()))
+    return report
+
+
+def write_onnx(model: torch.nn.Module, path: Path, opset: int = MIN_OPSET) -> None:
+    """torch.onnx.export with dynamic batch and sequence axes (the TorchScript exporter: no onnxscript needed).
+
+    The traced example holds padding, so the graph keeps the unpadded path, which is exact for any mask.
+    """
+    outputs = OUTPUTS[type(model).__name__]
+    example = example_batch(TRACE_LENGTHS, model.config.vocab_size)
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    axes |= {name: {0: "batch", 1: "sequence"} if per_token else {0: "batch"} for name, per_token in outputs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side checks that the example satisfies
+        torch.onnx.export(
+            _OnnxSignature(model, tuple(outputs)).eval(), tuple(example[name] for name in INPUT_NAMES), str(path),
+            input_names=list(INPUT_NAMES), output_names=list(outputs), dynamic_axes=axes,
+            opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
+
+
+def quantize_int8(float_path: Path, int8_path: Path) -> None:
+    """Dynamic int8 quantization: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # onnxruntime logs every integer tensor it leaves alone (the unpadding indices)
+    try:
+        quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def run_pytorch(model: torch.nn.Module, outputs: tuple[str, ...], batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        out = model(batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    return [getattr(out, name).float().numpy() for name in outputs]
+
+
+def run_onnx(path: Path | str, batch: dict[str, torch.Tensor | np.ndarray]) -> list[np.ndarray]:
+    """Outputs of an exported model for one batch, on onnxruntime's CPU provider."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUT_NAMES}
+    return session.run(None, feeds)
+
+
+def max_abs_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> float:
+    return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))

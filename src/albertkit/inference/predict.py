@@ -1,0 +1,187 @@
+"""Inference for fine-tuned models: run features through a model, decode them, score them, write them.
+
+`evaluate_model` and `predict_file` back `albertkit evaluate` and `albertkit predict`; `evaluate_features`
+is what fine-tuning calls at each evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.errors import UserError
+from albertkit.io.atomic import write_atomic
+from albertkit.modeling.folder import load_any_model, read_model_info
+from albertkit.runtime.memory import keep_freed_memory
+from albertkit.tasks.files import reporting_skipped_rows
+from albertkit.tasks.metrics import compute_metrics
+from albertkit.tasks.spec import (
+    TaskSpec,
+    featurize,
+    ner_entities,
+    ner_word_tags,
+    qa_best_spans,
+    read_examples,
+)
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+@torch.inference_mode()
+def run_features(model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int = 64,
+                 pad_id: int = 0, show_progress: bool = False) -> list[dict[str, np.ndarray]]:
+    """The head's outputs for every feature, in feature order (batches go longest first, unpadded)."""
+    device = next(model.parameters()).device
+    lengths = np.array([len(f["input_ids"]) for f in features])
+    outputs: list[dict[str, np.ndarray] | None] = [None] * len(features)
+    batches = length_bucketed_batches(lengths, batch_size, shuffle=False)
+    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not show_progress, mininterval=1.0):
+        batch = collate([features[i] for i in rows], pad_id)
+        out = model(**{k: batch[k].to(device) for k in MODEL_INPUTS})
+        produced = {name: getattr(out, name).float().cpu().numpy()
+                    for name in ("logits", "start_logits", "end_logits") if getattr(out, name) is not None}
+        # Per-token outputs (NER logits, QA start/end) keep only the feature's own tokens.
+        per_token = {name for name, value in produced.items() if value.ndim == 3 or name != "logits"}
+        for j, i in enumerate(rows):
+            outputs[i] = {name: value[j][: lengths[i]] if name in per_token else value[j]
+                          for name, value in produced.items()}
+    return outputs  # type: ignore[return-value]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def decode(spec: TaskSpec, examples: list[Any], features: list[dict[str, Any]],
+           outputs: list[dict[str, np.ndarray]]) -> tuple[Any, list[dict[str, Any]]]:
+    """(predictions in the form `compute_metrics` takes, one output record per example)."""
+    if spec.task in ("classification", "pair"):
+        probs = _softmax(np.stack([o["logits"] for o in outputs]))
+        ids = probs.argmax(-1)
+        records = [{"label": spec.labels[i], "probabilities": dict(zip(spec.labels, map(float, p), strict=True))}
+                   for i, p in zip(ids, probs, strict=True)]
+        return ids, records
+    if spec.task == "regression":
+        values = np.stack([o["logits"] for o in outputs]).reshape(-1)
+        return values, [{"value": float(v)} for v in values]
+    if spec.task == "ner":
+        tags = ner_word_tags(spec, features, [o["logits"] for o in outputs])
+        records = [{"tags": t, "entities": [vars(e) for e in ner_entities(ex, t)]}
+                   for ex, t in zip(examples, tags, strict=True)]
+        return tags, records
+    spans = qa_best_spans(features, [o["start_logits"] for o in outputs], [o["end_logits"] for o in outputs],
+                          version_2=spec.version_2)
+    records = [{"id": ex.id, "answer": spans[ex.id].text, "start": spans[ex.id].start, "end": spans[ex.id].end}
+               for ex in examples]
+    return {ex.id: spans[ex.id].text for ex in examples}, records
+
+
+def references(spec: TaskSpec, examples: list[Any]) -> Any:
+    """Gold answers in the form `compute_metrics` takes."""
+    if spec.task in ("classification", "pair"):
+        return np.array([spec.label2id[ex.label] for ex in examples])
+    if spec.task == "regression":
+        return np.array([float(ex.label) for ex in examples])
+    if spec.task == "ner":
+        return [ex.tags for ex in examples]
+    return {ex.id: ex.answer_texts for ex in examples}
+
+
+def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any], features: list[dict[str, Any]],
+                      batch_size: int = 64, pad_id: int = 0) -> dict[str, Any]:
+    """Metrics of `model` on labeled examples; classification adds the confusion matrix (rows: gold)."""
+    predictions, _ = decode(spec, examples, features, run_features(model, features, batch_size, pad_id))
+    gold = references(spec, examples)
+    metrics: dict[str, Any] = compute_metrics(spec.task, predictions, gold)
+    if spec.task in ("classification", "pair"):
+        matrix = np.zeros((len(spec.labels), len(spec.labels)), dtype=np.int64)
+        np.add.at(matrix, (gold, predictions), 1)
+        metrics.update(confusion_matrix=matrix.tolist(), labels=list(spec.labels))
+    return metrics
+
+
+def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpec]:
+    """Model, tokenizer and task settings of a folder written by `albertkit finetune`."""
+    from albertkit.tokenization.loading import load_tokenizer
+
+    info = read_model_info(model_dir)
+    if "task_spec" not in info:
+        raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
+    spec = TaskSpec.from_dict(info["task_spec"])
+    keep_freed_memory()
+    model = load_any_model(model_dir).eval()
+    tokenizer = load_tokenizer(model_dir)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
+                        f"{model.config.vocab_size}", model_dir)
+    return model, tokenizer, spec
+
+
+def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | Path | None = None,
+                   batch_size: int = 64) -> dict[str, Any]:
+    """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved."""
+    model, tokenizer, spec = load_finetuned(model_dir)
+    with reporting_skipped_rows():
+        examples = read_examples(spec, data_path, require_labels=True)
+    if not examples:
+        raise UserError("no examples to evaluate", data_path)
+    metrics = evaluate_features(model, spec, examples, featurize(spec, tokenizer, examples), batch_size,
+                                tokenizer.pad_token_id)
+    result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), **metrics}
+    if output is not None:
+        from albertkit.io.atomic import write_text_atomic
+
+        write_text_atomic(output, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
+                 chunk_size: int = 4096) -> int:
+    """`albertkit predict`: one record per input example, JSONL or CSV by the output's suffix; returns the count.
+
+    Examples are featurized and predicted in chunks; the file appears under its name only when complete.
+    """
+    model, tokenizer, spec = load_finetuned(model_dir)
+    with reporting_skipped_rows():
+        examples = read_examples(spec, input_path, require_labels=False)
+    if not examples:
+        raise UserError("no examples to predict", input_path)
+    output_path = Path(output_path)
+    as_csv = output_path.suffix.lower() == ".csv"
+    if as_csv and spec.task in ("ner", "qa"):
+        raise UserError(f"CSV output suits classification and regression; write {spec.task} predictions as .jsonl")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            writer = None
+            progress = tqdm(total=len(examples), desc="predicting", unit=" examples", mininterval=1.0)
+            for start in range(0, len(examples), chunk_size):
+                chunk = examples[start : start + chunk_size]
+                features = featurize(spec, tokenizer, chunk)
+                outputs = run_features(model, features, batch_size, tokenizer.pad_token_id)
+                _, records = decode(spec, chunk, features, outputs)
+                for example, record in zip(chunk, records, strict=True):
+                    record = {"line": getattr(example, "line", None), **record}
+                    if as_csv:
+                        row = {k: v for k, v in record.items() if k != "probabilities"}
+                        row.update({f"p_{k}": v for k, v in record.get("probabilities", {}).items()})
+                        if writer is None:
+                            writer = csv.DictWriter(handle, fieldnames=list(row))
+                            writer.writeheader()
+                        writer.writerow(row)
+                    else:
+                        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                progress.update(len(chunk))
+            progress.close()
+
+    write_atomic(output_path, write)
+    return len(examples)
+

@@ -1,0 +1,221 @@
+"""Semantic search: an index folder of unit-length embeddings, queried by exact cosine top-k.
+
+An index folder holds `vectors.npy` (float32, one unit row per text), `texts.jsonl` ({"line", "text"} per row,
+`line` being the text's line number in the input file) and `index.json` (the model's identity, pooling, sizes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from albertkit.errors import UserError
+from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_texts
+
+INDEX_META = "index.json"
+INDEX_VECTORS = "vectors.npy"
+INDEX_TEXTS = "texts.jsonl"
+FORMAT_VERSION = 1
+# Index rows scored per matrix product: bounds the (queries x rows) score matrix in memory.
+SCORE_CHUNK = 32_768
+
+
+def model_identity(model_dir: str | Path) -> str:
+    """sha256 over the model's weights, config and tokenizer: equal only for models giving equal embeddings."""
+    from albertkit.modeling.config import CONFIG_NAME
+    from albertkit.modeling.weights import weights_path
+    from albertkit.tokenization.loading import tokenizer_file
+
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256()
+    for path in (weights_path(model_dir), model_dir / CONFIG_NAME, tokenizer_file(model_dir)):
+        if not path.is_file():
+            raise UserError(f"no {path.name} in the model folder", model_dir)
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - handle is the loop's own
+                digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Hit:
+    """One search result: cosine similarity, the text's line in the indexed file, and the text."""
+
+    score: float
+    line: int
+    text: str
+
+
+def build_index(
+    model_dir: str | Path,
+    input_path: str | Path,
+    index_dir: str | Path,
+    text_column: str | int | None = None,
+    batch_size: int = 32,
+    pooling: str = "mean",
+    chunk_size: int = STREAM_CHUNK,
+) -> int:
+    """Embed the non-blank texts of `input_path` into a new index folder; returns the number of texts.
+
+    The folder is written under a temporary name and renamed at the end: an interrupted build leaves no index.
+    """
+    index_dir = Path(index_dir)
+    count = sum(1 for _, text in iter_input_texts(input_path, text_column) if text.strip())
+    if count == 0:
+        raise UserError("no texts in the file", input_path)
+    encoder = Encoder(model_dir)
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", dir=index_dir.parent))
+    try:
+        vectors = np.lib.format.open_memmap(tmp / INDEX_VECTORS, mode="w+", dtype=np.float32,
+                                            shape=(count, encoder.dimension))
+        row = 0
+        with open(tmp / INDEX_TEXTS, "w", encoding="utf-8") as texts_file, \
+                tqdm(total=count, desc="index", unit="text") as progress:
+            chunk: list[tuple[int, str]] = []
+            rows = ((line, text) for line, text in iter_input_texts(input_path, text_column) if text.strip())
+            for item in rows:
+                chunk.append(item)
+                if len(chunk) == chunk_size:
+                    row = _add_chunk(encoder, chunk, vectors, row, texts_file, batch_size, pooling)
+                    progress.update(len(chunk))
+                    chunk = []
+            if chunk:
+                row = _add_chunk(encoder, chunk, vectors, row, texts_file, batch_size, pooling)
+                progress.update(len(chunk))
+        vectors.flush()
+        del vectors
+        meta = {
+            "format": FORMAT_VERSION, "model_sha256": model_identity(model_dir),
+            "model_dir": str(Path(model_dir).resolve()), "pooling": pooling, "count": count,
+            "dimension": encoder.dimension, "source": str(Path(input_path).resolve()),
+        }
+        (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(tmp, index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return count
+
+
+def _add_chunk(
+    encoder: Encoder, chunk: list[tuple[int, str]], vectors: np.ndarray, row: int, texts_file: Any,
+    batch_size: int, pooling: str,
+) -> int:
+    vectors[row:row + len(chunk)] = encoder.encode([t for _, t in chunk], batch_size, pooling, show_progress=False)
+    texts_file.writelines(json.dumps({"line": line, "text": text}, ensure_ascii=False) + "\n" for line, text in chunk)
+    return row + len(chunk)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`, replacing an older index there only once the new one is complete."""
+    old = None
+    if target.exists():
+        if not (target / INDEX_META).is_file():
+            raise UserError("exists and is not an index folder; refusing to replace it", target)
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+class SearchIndex:
+    """An index folder opened for queries; vectors are memory-mapped, so opening is instant."""
+
+    def __init__(self, index_dir: str | Path):
+        self.directory = Path(index_dir)
+        meta_path = self.directory / INDEX_META
+        if not meta_path.is_file():
+            raise UserError(f"no {INDEX_META}: not an index folder (build one with `albertkit search build`)",
+                            self.directory)
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise UserError(f"corrupt index metadata ({err.msg})", meta_path, err.lineno) from err
+        self.vectors = np.load(self.directory / INDEX_VECTORS, mmap_mode="r")
+        if self.vectors.shape != (self.meta["count"], self.meta["dimension"]):
+            raise UserError(f"vectors have shape {self.vectors.shape}, index.json says "
+                            f"({self.meta['count']}, {self.meta['dimension']})", self.directory / INDEX_VECTORS)
+        self._texts: list[tuple[int, str]] | None = None
+
+    def __len__(self) -> int:
+        return int(self.meta["count"])
+
+    @property
+    def texts(self) -> list[tuple[int, str]]:
+        """(line, text) of every row, read on first use."""
+        if self._texts is None:
+            with open(self.directory / INDEX_TEXTS, encoding="utf-8") as handle:
+                self._texts = [(r["line"], r["text"]) for r in map(json.loads, handle)]
+        return self._texts
+
+    def check_model(self, model_dir: str | Path) -> None:
+        """UserError unless `model_dir` is the model the index was built with."""
+        if model_identity(model_dir) != self.meta["model_sha256"]:
+            raise UserError(
+                f"the index was built with a different model ({self.meta['model_dir']}); "
+                "query it with that model or rebuild the index", model_dir,
+            )
+
+    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (n_queries, min(k, len)): exact cosine top-k, best first, over chunks of rows."""
+        if k < 1:
+            raise UserError(f"k must be at least 1, got {k}")
+        k = min(k, len(self))
+        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        best_scores = torch.full((len(q), 0), -float("inf"))
+        best_rows = torch.zeros((len(q), 0), dtype=torch.int64)
+        for start in range(0, len(self), SCORE_CHUNK):
+            block = torch.from_numpy(np.array(self.vectors[start:start + SCORE_CHUNK]))  # copy: the memmap is read-only
+            scores, rows = torch.topk(q @ block.T, min(k, len(block)), dim=1)
+            merged_scores = torch.cat([best_scores, scores], dim=1)
+            merged_rows = torch.cat([best_rows, rows + start], dim=1)
+            best_scores, picked = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1)
+            best_rows = torch.gather(merged_rows, 1, picked)
+        return best_scores.numpy(), best_rows.numpy()
+
+    def search(self, encoder: Encoder, texts: list[str], k: int = 5) -> list[list[Hit]]:
+        """The `k` indexed texts nearest to each query text, embedded by `encoder` (checked to be the index's model)."""
+        queries = encoder.encode(texts, pooling=self.meta["pooling"], normalize=True, show_progress=False)
+        return self.hits(queries, k)
+
+    def hits(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """`top_k` with the texts attached."""
+        scores, rows = self.top_k(queries, k)
+        texts = self.texts
+        return [[Hit(float(s), *texts[r]) for s, r in zip(srow, rrow, strict=True)] for srow, rrow in zip(scores, rows, strict=True)]
+
+
+def query_index(index_dir: str | Path, texts: list[str], k: int = 5, model_dir: str | Path | None = None) -> list[list[Hit]]:
+    """Search an index folder; the model defaults to the one recorded in the index and must match it."""
+    index = SearchIndex(index_dir)
+    model_dir = Path(model_dir or index.meta["model_dir"])
+    if not model_dir.is_dir():
+        raise UserError(f"the index's model folder {model_dir} is gone; pass the model with --model", index_dir)
+    index.check_model(model_dir)
+    return index.search(Encoder(model_dir), texts, k)
+
+
+def format_hits(texts: list[str], results: list[list[Hit]], as_json: bool = False) -> str:
+    """Results as text (rank, score, line, text per hit) or as JSON lines, one per query."""
+    if as_json:
+        return "\n".join(json.dumps({"query": t, "hits": [asdict(h) for h in hits]}, ensure_ascii=False)
+                         for t, hits in zip(texts, results, strict=True))
+    blocks = []
+    for text, hits in zip(texts, results, strict=True):
+        lines = [f"query: {text}"] + [f"  {rank:>2}. {h.score:.4f}  line {h.line}: {h.text}" for rank, h in enumerate(hits, 1)]
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)

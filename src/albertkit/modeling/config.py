@@ -1,0 +1,115 @@
+"""AlbertConfig: the model's shape, with the field names of `transformers.AlbertConfig`, plus presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from albertkit.errors import UserError
+from albertkit.io.atomic import write_text_atomic
+
+CONFIG_NAME = "config.json"
+
+# Sizes of the ALBERT paper (Lan et al. 2019, table 1) and two small ones for CPUs.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(embedding_size=128, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(embedding_size=128, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(embedding_size=128, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "xlarge": dict(embedding_size=128, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192),
+    "xxlarge": dict(embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_attention_heads=64, intermediate_size=16384),
+}
+
+
+@dataclass
+class AlbertConfig:
+    """The shape of an ALBERT model; `to_dict()` is a `config.json` that transformers loads."""
+
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_hidden_groups: int = 1
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    inner_group_num: int = 1
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    classifier_dropout_prob: float = 0.1
+    pad_token_id: int = 0
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+    # Task heads: label names (classification, NER) and the loss kind ("regression" for one output).
+    id2label: dict[int, str] | None = None
+    problem_type: str | None = None
+    architectures: list[str] | None = None
+    # Fields of a config.json that albertkit does not use, kept so a round trip loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        if self.hidden_size % self.num_attention_heads:
+            raise UserError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
+            )
+        if self.num_hidden_layers % self.num_hidden_groups:
+            raise UserError(
+                f"num_hidden_layers {self.num_hidden_layers} is not a multiple of num_hidden_groups {self.num_hidden_groups}"
+            )
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) if self.id2label else 2
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        return None if self.id2label is None else {v: k for k, v in self.id2label.items()}
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AlbertConfig:
+        """A config of one of the sizes in `PRESETS`, with any field overridden."""
+        if name not in PRESETS:
+            raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        data = {**self.extra, **data, "model_type": "albert"}
+        for key in ("id2label", "problem_type", "architectures"):
+            if data[key] is None:
+                del data[key]
+        if self.id2label is not None:
+            data["id2label"] = {str(k): v for k, v in self.id2label.items()}
+            data["label2id"] = self.label2id
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlbertConfig:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names and k not in ("model_type", "label2id")}
+        if data.get("model_type", "albert") != "albert":
+            raise UserError(f"config has model_type {data['model_type']!r}, expected 'albert'")
+        return cls(**known, extra=extra)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        write_text_atomic(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> AlbertConfig:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise UserError(f"no {CONFIG_NAME} in {directory}: not a model folder")
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise UserError(f"cannot read config: {err}", path) from err

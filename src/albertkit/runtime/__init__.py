@@ -1,0 +1,1 @@
+"""Where and how models run: the CPU allocator setting, devices and precision."""

@@ -1,0 +1,1 @@
+"""Fine-tuning tasks: reading their files, featurizing, decoding model outputs into predictions, and metrics."""

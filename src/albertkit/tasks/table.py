@@ -1,0 +1,277 @@
+"""Classification, pair and regression files (TSV, CSV, JSONL) -> TextExample -> features.
+
+Format by suffix: .csv is read with csv quoting; .jsonl / .json hold one object per line (its keys are the
+header); anything else is TSV, split at tabs with no quote handling (csv.QUOTE_NONE), so stray quotes stay
+text. Rows whose column count differs from the file's (a stray tab, a cut line) and rows with an empty label
+are skipped and reported in one SkippedRowsWarning; a file left with no rows is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from albertkit.errors import UserError
+from albertkit.tasks.files import read_task_text, repair_html, split_lines, warn_skipped
+
+if TYPE_CHECKING:
+    from albertkit.tasks.spec import TaskSpec
+
+# Header cells that name a column rather than hold data (lowercased).
+_LABEL_HEADER_NAMES = frozenset(
+    "label labels class category target y sentiment gold_label score tag polarity topic is_duplicate".split()
+)
+_TEXT_HEADER_NAMES = frozenset(
+    "text text_a text_b sentence sentence1 sentence2 question question1 question2 review content title query "
+    "premise hypothesis document s1 s2 id".split()
+)
+_ENCODE_CHUNK = 8192
+
+
+@dataclass(slots=True)
+class TextExample:
+    """One row: text (and pair text) with its label as written in the file (None when unlabeled)."""
+
+    text: str
+    text_pair: str | None = None
+    label: str | None = None
+    line: int = 0
+
+
+@dataclass
+class _Table:
+    header: list[str] | None
+    rows: list[tuple[int, list[str]]]  # (line number, cells), blank lines left out
+
+
+def _read_tsv(text: str) -> list[tuple[int, list[str]]]:
+    return [
+        (number, line.split("\t")) for number, line in enumerate(split_lines(text), start=1) if line.strip()
+    ]
+
+
+def _read_csv(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    # A quoted field can be as long as the file; csv's default limit (128 KiB) would reject long real lines.
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(text) + 1, sys.maxsize)))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, next_line = [], 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                rows.append((next_line, cells))
+            next_line = reader.line_num + 1
+    except csv.Error as err:
+        raise UserError(f"malformed CSV ({err})", path, reader.line_num) from None
+    return rows
+
+
+def _read_jsonl(text: str, path: Path) -> _Table:
+    objects: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(split_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"invalid JSON ({err.msg} at column {err.colno})", path, number) from None
+        if not isinstance(record, dict):
+            raise UserError("each JSONL line must be a JSON object", path, number)
+        objects.append((number, record))
+    if not objects:
+        return _Table(None, [])
+    header = list(objects[0][1])
+    # A record lacking a key gets fewer cells, so it is skipped like a TSV row with a missing column.
+    rows = [(number, [_cell(record[key]) for key in header if key in record]) for number, record in objects]
+    return _Table(header, rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""  # a null label counts as empty
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _read_table(path: Path) -> _Table:
+    text = read_task_text(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _read_jsonl(text, path)
+    return _Table(None, _read_csv(text, path) if suffix == ".csv" else _read_tsv(text))
+
+
+def _position(column: int, width: int) -> int | None:
+    """A (possibly negative) 0-based column index within `width` columns; None when out of range."""
+    index = column + width if column < 0 else column
+    return index if 0 <= index < width else None
+
+
+def _column_index(
+    column: str | int, header: list[str] | None, width: int, path: Path, what: str
+) -> int | None:
+    """0-based index of a column given by name or (possibly negative) index; None when the file lacks it."""
+    if isinstance(column, int):
+        return _position(column, width)
+    if header is None:
+        raise UserError(
+            f"{what} {column!r} is a name but the file has no header row; give a 0-based index", path
+        )
+    return header.index(column) if column in header else None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _training_headers(spec: TaskSpec) -> list[list[str]]:
+    """The training file's header row, with and without its label column (files to predict lack labels)."""
+    if not spec.column_names:
+        return []
+    names = spec.column_names
+    column = spec.label_column
+    label = (names.index(column) if column in names else None) if isinstance(column, str) else _position(column, len(names))
+    return [names, [name for i, name in enumerate(names) if i != label]]
+
+
+def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
+    """Whether the first row names the columns: columns are asked for by name, it repeats the training
+    header, or its label cell is no label but looks like a column name."""
+    first = [cell.strip() for cell in table.rows[0][1]]
+    columns = [spec.text_column, spec.text_pair_column, spec.label_column]
+    if any(isinstance(column, str) for column in columns) or first in _training_headers(spec):
+        return True
+    text, pair, label_index = (None if column is None else _position(column, width) for column in columns)
+    if label_index is None or label_index in (text, pair) or label_index >= len(first):
+        return False  # an unlabeled file: only a repeated training header counts
+    label = first[label_index]
+    if spec.task == "regression":
+        return not _is_number(label)
+    other_labels = {cells[label_index].strip() for _, cells in table.rows[1:] if label_index < len(cells)}
+    if label in other_labels or label in spec.labels:
+        return False
+    numeric_labels = bool(other_labels) and all(_is_number(value) for value in other_labels)
+    looks_like_names = label.lower() in _LABEL_HEADER_NAMES or any(
+        c.lower() in _TEXT_HEADER_NAMES for c in first
+    )
+    return looks_like_names or (numeric_labels and not _is_number(label))
+
+
+def read_table_examples(
+    spec: TaskSpec, path: Path, *, require_labels: bool
+) -> tuple[list[TextExample], list[str] | None]:
+    """Examples of a TSV/CSV/JSONL file and its header row (None without one); see the module notes."""
+    table = _read_table(path)
+    if not table.rows:
+        raise UserError("the file has no rows", path)
+    header = table.header
+    width = len(header) if header is not None else Counter(len(c) for _, c in table.rows).most_common(1)[0][0]
+    if header is None:
+        has_header = spec.header if spec.header is not None else _first_row_is_header(spec, table, width)
+        if has_header:
+            header = [cell.strip() for cell in table.rows.pop(0)[1]]
+            width = len(header)
+    columns = _resolve_columns(spec, header, width, path, require_labels)
+    examples, skipped = _rows_to_examples(spec, table.rows, width, columns, path)
+    warn_skipped(path, skipped)
+    if not examples:
+        raise UserError(
+            f"no usable rows ({sum(map(len, skipped.values()))} skipped, see the warning above)", path
+        )
+    return examples, header
+
+
+def _resolve_columns(
+    spec: TaskSpec, header: list[str] | None, width: int, path: Path, require_labels: bool
+) -> tuple[int, int | None, int | None]:
+    columns = f"columns: {header}" if header is not None else f"{width} columns"
+    text = _column_index(spec.text_column, header, width, path, "text column")
+    if text is None:
+        raise UserError(f"no text column {spec.text_column!r} ({columns})", path)
+    pair = None
+    if spec.text_pair_column is not None:
+        pair = _column_index(spec.text_pair_column, header, width, path, "text pair column")
+        if pair is None:
+            raise UserError(f"no text pair column {spec.text_pair_column!r} ({columns})", path)
+    label = _column_index(spec.label_column, header, width, path, "label column")
+    if label in (text, pair):
+        label = None  # e.g. the default last column of an unlabeled file is its text
+    if label is None and require_labels:
+        raise UserError(f"no label column {spec.label_column!r} ({columns})", path)
+    return text, pair, label
+
+
+def _rows_to_examples(
+    spec: TaskSpec,
+    rows: list[tuple[int, list[str]]],
+    width: int,
+    columns: tuple[int, int | None, int | None],
+    path: Path,
+) -> tuple[list[TextExample], dict[str, list[int]]]:
+    text_index, pair_index, label_index = columns
+    known_labels = set(spec.labels)
+    clean = repair_html if spec.unescape_html else str
+    examples: list[TextExample] = []
+    skipped: dict[str, list[int]] = {}
+    for line, cells in rows:
+        if len(cells) != width:
+            skipped.setdefault(f"{len(cells)} columns instead of {width}", []).append(line)
+            continue
+        label = None
+        if label_index is not None:
+            label = cells[label_index].strip()
+            if not label:
+                skipped.setdefault("an empty label", []).append(line)
+                continue
+            if spec.task == "regression" and not _is_number(label):
+                raise UserError(f"regression label {label!r} is not a number", path, line)
+            if known_labels and spec.task != "regression" and label not in known_labels:
+                raise UserError(f"unknown label {label!r}; the training labels are {spec.labels}", path, line)
+        pair = clean(cells[pair_index]).strip() if pair_index is not None else None
+        examples.append(TextExample(clean(cells[text_index]).strip(), pair, label, line))
+    return examples, skipped
+
+
+def sorted_labels(labels: Iterable[str]) -> list[str]:
+    """Labels in a stable order: numerically when all look like numbers ("2" before "10"), else as text."""
+    labels = set(labels)
+    if all(_is_number(label) for label in labels):
+        return sorted(labels, key=lambda label: (float(label), label))
+    return sorted(labels)
+
+
+def featurize_text(spec: TaskSpec, tokenizer: Any, examples: list[TextExample]) -> list[dict[str, Any]]:
+    """input_ids / token_type_ids / attention_mask (+ labels: id, or float for regression) per example.
+
+    Texts go to the tokenizer in large batches (one C++ call each); pairs are cut longest-first.
+    """
+    label2id = spec.label2id
+    features: list[dict[str, Any]] = []
+    with tqdm(total=len(examples), desc="featurizing", unit=" examples", disable=None) as progress:
+        for start in range(0, len(examples), _ENCODE_CHUNK):
+            chunk = examples[start : start + _ENCODE_CHUNK]
+            ids_a = tokenizer.encode_batch([ex.text for ex in chunk])
+            if spec.text_pair_column is not None:
+                ids_b = tokenizer.encode_batch([ex.text_pair or "" for ex in chunk])
+            else:
+                ids_b = [None] * len(chunk)
+            for example, a, b in zip(chunk, ids_a, ids_b, strict=True):
+                feature = tokenizer.build_inputs(a, b, spec.max_seq_length)
+                if example.label is not None:
+                    feature["labels"] = (
+                        float(example.label) if spec.task == "regression" else label2id[example.label]
+                    )
+                features.append(feature)
+            progress.update(len(chunk))
+    return features
