@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
+from albertkit.inference.predict import evaluate_model
+from albertkit.inference.search import build_index, query_index
+from albertkit.samples import sample_path
+from albertkit.serve.model_functions import TaskModel
+from albertkit.tokenization.training import train_tokenizer
+from albertkit.train.finetune import run_finetuning
+from albertkit.train.pretrain import run_pretraining
 
 FILL_MASK_EXAMPLES = {
     "en": ["The train leaves the [MASK] at noon.", "She planted tomatoes in the [MASK].", "We cooked [MASK] for dinner."],
@@ -34,8 +42,6 @@ class QuickstartData:
 
 def locate_data(data_dir: str | Path | None, lang: str) -> QuickstartData:
     """The bundled sample, or DIR with corpus text (*.txt, *.jsonl, *.gz, or a corpus/ folder) and train/dev TSVs."""
-    from albertkit.samples import sample_path
-
     if data_dir is None:
         return QuickstartData([sample_path(lang, "corpus.txt")], sample_path(lang, "sentiment_train.tsv"),
                               sample_path(lang, "sentiment_dev.tsv"), lang)
@@ -62,13 +68,6 @@ def run_quickstart(
     pretrain_minutes: float = 2.0, vocab_size: int | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """Run the chain and return (and write to OUT/summary.json) what each step produced."""
-    from albertkit.data.prepare import prepare_pretraining_data
-    from albertkit.inference.search import build_index, query_index
-    from albertkit.serve.model_functions import TaskModel
-    from albertkit.tokenization.training import train_tokenizer
-    from albertkit.train.finetune import run_finetuning
-    from albertkit.train.pretrain import run_pretraining
-
     started = time.perf_counter()
     out = Path(out_dir)
     data = locate_data(data_dir, lang)
@@ -104,7 +103,6 @@ def run_quickstart(
                            "folder": str(out / "finetune" / "best"), "report": str(out / "finetune" / "report.html")}
 
     _say(5, "evaluating the best model on the dev set")
-    from albertkit.inference.predict import evaluate_model
 
     summary["evaluate"] = evaluate_model(out / "finetune" / "best", data.dev, output=out / "dev_metrics.json")
     print(json.dumps(summary["evaluate"], indent=2))

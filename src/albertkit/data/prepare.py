@@ -28,6 +28,8 @@ from albertkit.data.shards import (
 from albertkit.data.sop import MAX_SEQ_LENGTH, MIN_SEQ_LENGTH
 from albertkit.errors import UserError
 from albertkit.io.text import resolve_text_files
+from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
+from albertkit.tokenization.loading import load_tokenizer
 
 # Documents go to the tokenizing workers in chunks of about this many characters.
 CHUNK_CHARS = 1 << 18
@@ -55,8 +57,6 @@ def prepare_pretraining_data(
     folder; by default `tokenizer_dir` when it holds a config.json) bounds `max_seq_length` by the model's
     positions. The tokenizer is copied to `out_dir/tokenizer`.
     """
-    from albertkit.tokenization.loading import load_tokenizer
-
     started = time.perf_counter()
     check_lang(lang)
     _check_seq_length(max_seq_length, tokenizer_dir, config)
@@ -176,8 +176,6 @@ def _write_splits(
 
 
 def _check_seq_length(max_seq_length: int, tokenizer_dir: str | Path, config: str | Path | None) -> None:
-    from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
-
     if not MIN_SEQ_LENGTH <= max_seq_length <= MAX_SEQ_LENGTH:
         raise UserError(
             f"max_seq_length must be between {MIN_SEQ_LENGTH} and {MAX_SEQ_LENGTH}, not {max_seq_length}"
@@ -234,8 +232,6 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(tokenizer_dir: str | Path, lang: str, whole_word_mask: str | None) -> None:
-    from albertkit.tokenization.loading import load_tokenizer
-
     tokenizer = load_tokenizer(tokenizer_dir)
     _worker.update(tokenizer=tokenizer, lang=lang, whole_word_mask=whole_word_mask)
     # Text ids of <pad>, [CLS], [SEP], [MASK] (from those strings typed in the text) would fake structure: dropped.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from albertkit.data.masking import assemble_pairs, mask_ngrams
 from albertkit.data.shards import TokenShards
@@ -114,8 +115,6 @@ class PretrainingData:
         self, global_batch_size: int, epoch: int, index: int, rank: int = 0, world_size: int = 1
     ) -> dict[str, Any]:
         """Rows [rank*B/world_size, (rank+1)*B/world_size) of global batch `index`, padded to their longest row."""
-        import torch
-
         if global_batch_size % world_size:
             raise UserError(
                 f"the batch size {global_batch_size} is not a multiple of the {world_size} processes"

@@ -15,7 +15,12 @@ from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
+from albertkit.io.atomic import write_atomic
+from albertkit.io.text import iter_text_lines
+from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
+from albertkit.modeling.model import AlbertModel
 from albertkit.runtime.memory import keep_freed_memory
+from albertkit.tokenization.loading import load_tokenizer
 
 POOLINGS = ("mean", "cls", "pooler")
 # Texts per chunk when streaming a file: bounds memory whatever the file's size.
@@ -43,9 +48,6 @@ class Encoder:
     """
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", max_length: int = 512):
-        from albertkit.modeling.folder import load_any_model
-        from albertkit.tokenization.loading import load_tokenizer
-
         keep_freed_memory()
         self._attach(load_any_model(model_dir).to(device).eval(), load_tokenizer(model_dir),
                      max_length, Path(model_dir))
@@ -58,9 +60,6 @@ class Encoder:
         return encoder
 
     def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
-        from albertkit.modeling.folder import check_tokenizer_matches
-        from albertkit.modeling.model import AlbertModel
-
         check_tokenizer_matches(tokenizer, model.config, model_dir / tokenizer.vocab_file if model_dir else None)
         self.model_dir = model_dir
         self.tokenizer = tokenizer
@@ -169,8 +168,6 @@ def iter_input_texts(
     else column 0 of every line. Blank lines of a table are no rows: they are counted in `skipped`. A row
     with another number of columns than the first line is a UserError naming its line.
     """
-    from albertkit.io.text import iter_text_lines
-
     path = Path(path)
     if not path.is_file():
         raise UserError("no such file", path)
@@ -247,8 +244,6 @@ def embed_file(
 
     Streams in chunks so inputs larger than RAM work; the output appears only when complete (temp + rename).
     """
-    from albertkit.io.atomic import write_atomic
-
     output_path = Path(output_path)
     suffix = output_path.suffix.lower()
     if suffix not in (".npy", ".parquet"):

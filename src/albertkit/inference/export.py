@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from albertkit.errors import UserError
+from albertkit.io.atomic import write_atomic
+from albertkit.modeling.folder import load_any_model
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
@@ -82,9 +84,6 @@ def export_model(
     With `quantize="int8"`, `out` is the dynamically quantized model (int8 weights, activations quantized at
     run time); the float32 model it comes from is checked too. The file appears only once written whole.
     """
-    from albertkit.io.atomic import write_atomic
-    from albertkit.modeling.folder import load_any_model
-
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if quantize not in (None, *QUANTIZATIONS):

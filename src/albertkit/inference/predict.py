@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
-from albertkit.io.atomic import write_atomic
+from albertkit.io.atomic import write_atomic, write_text_atomic
 from albertkit.modeling.folder import load_any_model, read_model_info
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tasks.files import reporting_skipped_rows
@@ -30,6 +30,7 @@ from albertkit.tasks.spec import (
     qa_best_spans,
     read_examples,
 )
+from albertkit.tokenization.loading import load_tokenizer
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -110,8 +111,6 @@ def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any
 
 def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpec]:
     """Model, tokenizer and task settings of a folder written by `albertkit finetune`."""
-    from albertkit.tokenization.loading import load_tokenizer
-
     info = read_model_info(model_dir)
     if "task_spec" not in info:
         raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
@@ -137,8 +136,6 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
                                 tokenizer.pad_token_id)
     result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), **metrics}
     if output is not None:
-        from albertkit.io.atomic import write_text_atomic
-
         write_text_atomic(output, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
 

@@ -21,6 +21,9 @@ from tqdm import tqdm
 
 from albertkit.errors import UserError
 from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_texts
+from albertkit.modeling.config import CONFIG_NAME
+from albertkit.modeling.weights import weights_path
+from albertkit.tokenization.loading import tokenizer_file
 
 INDEX_META = "index.json"
 INDEX_VECTORS = "vectors.npy"
@@ -32,10 +35,6 @@ SCORE_CHUNK = 32_768
 
 def model_identity(model_dir: str | Path) -> str:
     """sha256 over the model's weights, config and tokenizer: equal only for models giving equal embeddings."""
-    from albertkit.modeling.config import CONFIG_NAME
-    from albertkit.modeling.weights import weights_path
-    from albertkit.tokenization.loading import tokenizer_file
-
     model_dir = Path(model_dir)
     digest = hashlib.sha256()
     for path in (weights_path(model_dir), model_dir / CONFIG_NAME, tokenizer_file(model_dir)):

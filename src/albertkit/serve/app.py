@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import albertkit
 from albertkit.errors import UserError
+from albertkit.inference.search import SearchIndex
 from albertkit.serve.batcher import MicroBatcher
 from albertkit.serve.model_functions import TaskModel
 
@@ -123,8 +124,6 @@ def create_app(
     With `api_key`, /v1/ endpoints want `Authorization: Bearer <api_key>`. `index_dir` (built with the same
     model) enables /v1/search.
     """
-    from albertkit.inference.search import SearchIndex
-
     for name, value in (("max_batch", max_batch), ("max_chars", max_chars), ("max_texts", max_texts)):
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")

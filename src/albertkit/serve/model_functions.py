@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from albertkit.inference.embed import Encoder, pad_batch
+from albertkit.inference.predict import run_features
+from albertkit.modeling.folder import read_model_info
 from albertkit.modeling.model import (
     AlbertForMaskedLM,
     AlbertForPreTraining,
@@ -19,6 +21,8 @@ from albertkit.modeling.model import (
 )
 from albertkit.tasks.metrics import entity_spans
 from albertkit.tasks.ner import most_central, word_windows
+from albertkit.tasks.qa import QaExample, featurize_qa, qa_best_spans
+from albertkit.tasks.spec import TaskSpec
 from albertkit.tokenization.loading import tokenizer_summary
 
 TASKS = ("classify", "embed", "fill-mask", "ner", "qa")
@@ -34,8 +38,6 @@ class TaskModel:
     """
 
     def __init__(self, model_dir: str | Path, pooling: str = "mean"):
-        from albertkit.modeling.folder import read_model_info
-
         self.encoder = Encoder(model_dir)
         self.model = self.encoder.model
         self.tokenizer = self.encoder.tokenizer
@@ -173,10 +175,6 @@ class TaskModel:
         """For each (question, context): {"answer", "start", "end", "score"}, the best span of the context
         (context[start:end]); "" with start = end = -1 when a SQuAD 2.0 model finds no answer. Long contexts run
         as overlapping windows, with the settings the model was fine-tuned with."""
-        from albertkit.inference.predict import run_features
-        from albertkit.tasks.qa import QaExample, featurize_qa, qa_best_spans
-        from albertkit.tasks.spec import TaskSpec
-
         stored = self.info.get("task_spec")
         length = self.encoder.max_length
         spec = TaskSpec.from_dict(stored) if stored else TaskSpec(

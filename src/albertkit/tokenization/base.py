@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from albertkit.errors import UserError
 
@@ -155,8 +156,6 @@ def _to_tensors(batch: dict[str, list[list[int]]], kind: str) -> dict[str, Any]:
     if kind == "np":
         return arrays
     if kind == "pt":
-        import torch
-
         return {key: torch.from_numpy(array) for key, array in arrays.items()}
     raise ValueError(f"return_tensors must be None, 'pt' or 'np', not {kind!r}")
 

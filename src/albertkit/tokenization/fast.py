@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer, processors
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_atomic, write_text_atomic
@@ -81,8 +82,6 @@ class FastTokenizer(TokenizerBase):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> FastTokenizer:
         """Load `tokenizer.json` and (if present) `tokenizer_config.json` from a folder."""
-        from tokenizers import Tokenizer
-
         path = Path(directory) / TOKENIZER_JSON_NAME
         try:
             tokenizer = Tokenizer.from_file(str(path))
@@ -138,8 +137,6 @@ class FastTokenizer(TokenizerBase):
 
 def _cls_sep_template(special_tokens: dict[str, str], special_ids: dict[str, int]) -> Any:
     """BERT's [CLS] A [SEP] (B [SEP]) post-processor, with segment ids 0 and 1."""
-    from tokenizers import processors
-
     cls, sep = special_tokens["cls_token"], special_tokens["sep_token"]
     return processors.TemplateProcessing(
         single=f"{cls}:0 $A:0 {sep}:0",

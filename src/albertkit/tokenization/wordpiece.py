@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import WordPiece
+
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
 from albertkit.tokenization.base import read_tokenizer_config
@@ -27,9 +30,6 @@ class WordPieceTokenizer(FastTokenizer):
     vocab_file = VOCAB_NAME
 
     def __init__(self, pieces: list[str], config: dict[str, Any] | None = None, source: Path | None = None):
-        from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
-        from tokenizers.models import WordPiece
-
         config = dict(config or {})
         unk_token = token_text(config.get("unk_token") or DEFAULTS["WordPiece"][0]["unk_token"])
         vocab = {piece: index for index, piece in enumerate(pieces)}  # a repeated piece keeps its last id, as in BERT

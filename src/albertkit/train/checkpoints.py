@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
@@ -56,8 +57,6 @@ def save_checkpoint(
     checkpoints_dir: Path, step: int, model: torch.nn.Module, trainer_state: dict[str, Any], keep_last: int
 ) -> Path:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last`."""
-    from safetensors.torch import save_file
-
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"{PREFIX}{step:08d}"
     tmp = checkpoints_dir / f".tmp-{PREFIX}{step:08d}"
@@ -130,8 +129,6 @@ def latest_checkpoint(checkpoints_dir: Path, verify: bool = True) -> Checkpoint 
 
 def load_trainer_state(checkpoint: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(model weights, trainer state); both read without unpickling code."""
-    from safetensors.torch import load_file
-
     weights = load_file(str(checkpoint.path / "model.safetensors"))
     state = load_torch_file(checkpoint.path / TRAINER_STATE)
     return weights, state

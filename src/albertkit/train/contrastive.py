@@ -27,8 +27,10 @@ from albertkit.inference.embed import (
     with_special_tokens,
 )
 from albertkit.modeling.config import AlbertConfig
+from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import AlbertModel, AlbertOutput
 from albertkit.tasks.metrics import spearman
+from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.loop import TrainConfig, TrainResult, train
 
 # SimCSE's recipe (batch 64, lr 3e-5, one epoch) with the loop's names.
@@ -142,8 +144,6 @@ class ContrastiveTask:
         return {"spearman": similarity_spearman(encoder, self.eval_pairs, self.options.pooling)}
 
     def save_model(self, model: torch.nn.Module, directory: Path, summary: dict[str, Any]) -> None:
-        from albertkit.modeling.folder import write_model_folder
-
         albert = model.albert
         # The saved config keeps the folder's own dropout: the extra noise was for training only.
         albert.config.hidden_dropout_prob, albert.config.attention_probs_dropout_prob = self.info["dropout"]
@@ -169,8 +169,6 @@ def train_sentence_embeddings(
     Spearman correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
     `train_flags` are `TrainConfig` fields (batch_size, learning_rate, epochs, max_steps, seed, ...).
     """
-    from albertkit.tokenization.loading import load_tokenizer
-
     options = options or ContrastiveOptions()
     if (sentences is None) == (pairs is None):
         raise UserError("give either sentences (unsupervised SimCSE) or labeled pairs (supervised), not both")

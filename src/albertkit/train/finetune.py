@@ -18,7 +18,7 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
-from albertkit.inference.predict import evaluate_features
+from albertkit.inference.predict import evaluate_features, evaluate_model
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import (
     AlbertForQuestionAnswering,
@@ -28,6 +28,7 @@ from albertkit.modeling.model import (
 from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import primary_metric
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
+from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.loop import TrainConfig, TrainResult, train
 from albertkit.train.settings import (
     dataclass_from,
@@ -169,8 +170,6 @@ def run_finetuning(
     **flags: Any,
 ) -> TrainResult:
     """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it."""
-    from albertkit.tokenization.loading import load_tokenizer
-
     out_dir = Path(out_dir)
     values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
                           field_names(TrainConfig, FinetuneOptions) | {"task"}, config_path)
@@ -203,8 +202,6 @@ def run_finetuning(
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     result = train(model, task_impl, train_config, out_dir, resume=resume, run_info=info)
     if test_path is not None:
-        from albertkit.inference.predict import evaluate_model
-
         test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json")
         print("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
     return result

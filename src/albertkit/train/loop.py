@@ -8,6 +8,7 @@ JSONL/TensorBoard logs and a progress bar. What is task-specific lives in a `Tra
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -17,10 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from albertkit.errors import UserError
-from albertkit.report.runlog import RunLog, read_log
+from albertkit.io.atomic import write_text_atomic
+from albertkit.report.render import write_report
+from albertkit.report.runlog import LOG_NAME, RunLog, read_log
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.train import checkpoints as ckpt
 from albertkit.train.optim import build_optimizer, build_schedule
@@ -103,7 +108,6 @@ class Distributed:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
             return cls()
-        import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -160,10 +164,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _truncate_log(run_dir: Path, step: int) -> None:
     """After a resume, drop log records written past the checkpoint: the curves continue without overlap."""
-    import json
-
-    from albertkit.io.atomic import write_text_atomic
-    from albertkit.report.runlog import LOG_NAME
 
     kept = [r for r in read_log(run_dir) if r.get("step", 0) <= step or r.get("kind") == "start"]
     write_text_atomic(run_dir / LOG_NAME, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
@@ -235,8 +235,6 @@ def train(
     if config.compile:
         train_model = torch.compile(model)
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         train_model = DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
         )
@@ -395,8 +393,6 @@ def train(
         log.write("end", step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"}, **metrics)
     log.close()
     if dist_info.is_main:
-        from albertkit.report.render import write_report
-
         tqdm.write(f"report: {write_report(run_dir)}")
     if world > 1:
         torch.distributed.barrier()

@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from albertkit.data.pretraining import PretrainingData
 from albertkit.errors import UserError
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
+from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.loop import TrainConfig, TrainResult, train
 from albertkit.train.settings import (
     dataclass_from,
@@ -52,8 +54,6 @@ class PretrainingTask:
     greater_is_better = True
 
     def __init__(self, data_dir: Path, options: PretrainOptions, tokenizer: Any, seed: int):
-        from albertkit.data.pretraining import PretrainingData
-
         kwargs = dict(
             max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob,
             masked_lm_prob=options.masked_lm_prob, max_predictions_per_seq=options.max_predictions_per_seq,
@@ -151,8 +151,6 @@ def run_pretraining(
     **flags: Any,
 ) -> TrainResult:
     """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP."""
-    from albertkit.tokenization.loading import load_tokenizer
-
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():
         raise UserError("not a prepared data folder (run `albertkit pretrain prepare` first)", data_dir)

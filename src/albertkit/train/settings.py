@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from albertkit.errors import UserError
+from albertkit.io.atomic import write_text_atomic
 
 
 def load_yaml_config(path: str | Path | None) -> dict[str, Any]:
@@ -72,6 +73,4 @@ def field_names(*classes: type) -> set[str]:
 
 
 def save_effective_config(run_dir: Path, values: dict[str, Any]) -> None:
-    from albertkit.io.atomic import write_text_atomic
-
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(values, sort_keys=True, allow_unicode=True))
