@@ -72,15 +72,14 @@ def test_consecutive_non_finite_steps_stop_the_run(tmp_path):
 
 
 def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    import safetensors.torch
+    real_save = ckpt.save_file
 
-    real_save = safetensors.torch.save_file
     def failing_save(state, path, metadata=None):
         if ".tmp-step-00000006" in str(path):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(state, path, metadata=metadata)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    monkeypatch.setattr(ckpt, "save_file", failing_save)
     with pytest.raises(UserError, match=r"disk full.*previous checkpoint is intact at .*step-00000003"):
         train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path)
     assert ckpt.verify_checkpoint(tmp_path / "checkpoints" / "step-00000003") is None
