@@ -1,4 +1,4 @@
-"""Token shards: chunked writing, memory-mapped reading, the index, and the atomic output folder."""
+"""Token shards: chunked writing, memory-mapped reading, the index."""
 
 import json
 
@@ -10,7 +10,6 @@ from albertkit.data.shards import (
     TokenizedDocuments,
     TokenShards,
     TokenShardWriter,
-    atomic_output_folder,
     read_index,
     token_dtype,
     write_index,
@@ -88,29 +87,3 @@ def test_truncated_files_and_old_formats_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no split 'valid'"):
         (tmp_path / INDEX_NAME).write_text(json.dumps(index))
         TokenShards(tmp_path, "valid")
-
-
-def test_atomic_output_folder(tmp_path):
-    out = tmp_path / "data"
-    with pytest.raises(RuntimeError), atomic_output_folder(out) as tmp:
-        (tmp / "partial.bin").write_bytes(b"x")
-        raise RuntimeError("killed")
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-
-    with atomic_output_folder(out) as tmp:
-        write_index(tmp, {"run": 1})
-    assert json.loads((out / INDEX_NAME).read_text()) == {"format_version": 1, "run": 1}
-    # A failed second run leaves the first one whole; a successful one replaces it.
-    with pytest.raises(RuntimeError), atomic_output_folder(out) as tmp:
-        raise RuntimeError("killed")
-    assert json.loads((out / INDEX_NAME).read_text())["run"] == 1
-    with atomic_output_folder(out) as tmp:
-        write_index(tmp, {"run": 2})
-    assert json.loads((out / INDEX_NAME).read_text())["run"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
-
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty and holds no prepared data"), atomic_output_folder(other):
-        pass

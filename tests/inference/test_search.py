@@ -92,5 +92,5 @@ def test_cli_build_query_and_safe_replace(folders: dict[str, Path], tmp_path: Pa
     result = json.loads(capsys.readouterr().out)
     assert result["query"] == "the film is wonderful ." and len(result["hits"]) == 2
     assert set(result["hits"][0]) == {"score", "line", "text"}
-    with pytest.raises(UserError, match="is not an index folder; refusing to replace it"):
+    with pytest.raises(UserError, match="folder is not empty and holds no search index"):
         build_index(folders["cls"], folders["corpus"], folders["ner"])

@@ -155,7 +155,7 @@ def test_a_checkpoint_write_killed_before_its_rename_is_never_loaded(tmp_path: P
     rename = os.replace
 
     def killed_at_step_6(source, target):
-        if Path(source).name == ".tmp-step-00000006":
+        if Path(source).name == ".step-00000006.partial":
             raise Crash  # the process dies with every file of step 6 written, before the folder is renamed
         rename(source, target)
 
@@ -164,10 +164,10 @@ def test_a_checkpoint_write_killed_before_its_rename_is_never_loaded(tmp_path: P
         train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed")
     monkeypatch.undo()
     checkpoints = tmp_path / "killed" / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == [".tmp-step-00000006", "step-00000003"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".step-00000006.partial", "step-00000003"]
     assert [c.step for c in ckpt.list_checkpoints(checkpoints)] == [3]
     result = train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed", resume=True)
-    assert result.steps == 12 and not list(checkpoints.glob(".tmp-*"))
+    assert result.steps == 12 and not list(checkpoints.glob(".*.partial"))
     straight, resumed = (load_file(str(tmp_path / run / "final" / WEIGHTS_NAME)) for run in ("straight", "killed"))
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
 

@@ -75,7 +75,7 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
     real_save = ckpt.save_file
 
     def failing_save(state, path, metadata=None):
-        if ".tmp-step-00000006" in str(path):
+        if ".step-00000006.partial" in str(path):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(state, path, metadata=metadata)
 
@@ -83,7 +83,7 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"disk full.*previous checkpoint is intact at .*step-00000003"):
         train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path)
     assert ckpt.verify_checkpoint(tmp_path / "checkpoints" / "step-00000003") is None
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "checkpoints").glob(".*.partial"))
 
 
 def test_best_model_and_logs_written(tmp_path):

@@ -18,15 +18,16 @@ from tqdm import tqdm
 
 from albertkit.data.corpus import CorpusStats, RawDocument, check_lang, read_raw_documents, split_document
 from albertkit.data.shards import (
+    INDEX_NAME,
     SPLITS,
     TokenizedDocuments,
     TokenShardWriter,
-    atomic_output_folder,
     token_dtype,
     write_index,
 )
 from albertkit.data.sop import MAX_SEQ_LENGTH, MIN_SEQ_LENGTH
 from albertkit.errors import UserError
+from albertkit.io.atomic import atomic_folder
 from albertkit.io.text import resolve_text_files
 from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
 from albertkit.tokenization.loading import load_tokenizer
@@ -73,7 +74,7 @@ def prepare_pretraining_data(
     workers = workers or os.cpu_count() or 1
     stats = CorpusStats()
     chunks = _document_chunks(read_raw_documents(files, stats))
-    with atomic_output_folder(out_dir) as tmp:
+    with atomic_folder(out_dir, INDEX_NAME, "prepared data") as tmp:
         writers = {split: TokenShardWriter(tmp / split, tokenizer.vocab_size) for split in SPLITS}
         tokenized = _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers)
         languages = _write_splits(tokenized, writers, valid_fraction, np.random.default_rng([seed, 2]))

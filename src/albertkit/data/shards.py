@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,31 +111,6 @@ class TokenShardWriter:
             "token_dtype": self.dtype.name,
             "files": {name: (self.folder / name).stat().st_size for name in self._files},
         }
-
-
-@contextmanager
-def atomic_output_folder(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `out_dir`; on success it replaces `out_dir`, on an exception it is removed."""
-    out_dir = Path(out_dir)
-    if out_dir.is_file():
-        raise UserError("is a file, not a folder", out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / INDEX_NAME).is_file():
-        raise UserError("folder is not empty and holds no prepared data: choose a new or empty folder", out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        # The old folder moves aside first: at every moment `out_dir` is either complete or absent.
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out_dir)
 
 
 def write_index(folder: str | Path, index: dict[str, Any]) -> None:

@@ -129,14 +129,12 @@ def pool_embeddings(albert: torch.nn.Module, input_ids: torch.Tensor, attention_
     pooling: "mean" over the real tokens, "cls" (the first token's hidden state) or "pooler" (tanh layer on it).
     """
     hidden, unpadding = albert.encode(input_ids, attention_mask)
+    if pooling in ("cls", "pooler"):
+        first = albert.first_tokens(hidden, unpadding)
+        return first if pooling == "cls" else albert.pool(first)
     lengths = attention_mask.sum(dim=1)
     if unpadding is None:  # no padding in this batch: hidden is (B, L, H)
         hidden = hidden.reshape(-1, hidden.shape[-1])
-    first_rows = torch.cumsum(lengths, 0) - lengths
-    if pooling == "cls":
-        return hidden.index_select(0, first_rows)
-    if pooling == "pooler":
-        return torch.tanh(albert.pooler(hidden.index_select(0, first_rows)))
     row_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
     sums = hidden.new_zeros(len(lengths), hidden.shape[-1]).index_add_(0, row_of_token, hidden)
     return sums / lengths[:, None].to(hidden.dtype)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from tqdm import tqdm
 
 from albertkit.errors import UserError
 from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_texts
+from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.modeling.config import CONFIG_NAME
 from albertkit.modeling.weights import weights_path
 from albertkit.tokenization.loading import tokenizer_file
@@ -41,9 +39,7 @@ def model_identity(model_dir: str | Path) -> str:
         if not path.is_file():
             raise UserError(f"no {path.name} in the model folder", model_dir)
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - handle is the loop's own
-                digest.update(block)
+        file_sha256(path, digest)
     return digest.hexdigest()
 
 
@@ -69,14 +65,11 @@ def build_index(
 
     The folder is written under a temporary name and renamed at the end: an interrupted build leaves no index.
     """
-    index_dir = Path(index_dir)
     count = sum(1 for _, text in iter_input_texts(input_path, text_column) if text.strip())
     if count == 0:
         raise UserError("no texts in the file", input_path)
     encoder = Encoder(model_dir)
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", dir=index_dir.parent))
-    try:
+    with atomic_folder(index_dir, INDEX_META, "search index") as tmp:
         vectors = np.lib.format.open_memmap(tmp / INDEX_VECTORS, mode="w+", dtype=np.float32,
                                             shape=(count, encoder.dimension))
         row = 0
@@ -101,10 +94,6 @@ def build_index(
             "dimension": encoder.dimension, "source": str(Path(input_path).resolve()),
         }
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(tmp, index_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return count
 
 
@@ -115,20 +104,6 @@ def _add_chunk(
     vectors[row:row + len(chunk)] = encoder.encode([t for _, t in chunk], batch_size, pooling, show_progress=False)
     texts_file.writelines(json.dumps({"line": line, "text": text}, ensure_ascii=False) + "\n" for line, text in chunk)
     return row + len(chunk)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`, replacing an older index there only once the new one is complete."""
-    old = None
-    if target.exists():
-        if not (target / INDEX_META).is_file():
-            raise UserError("exists and is not an index folder; refusing to replace it", target)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 class SearchIndex:

@@ -1,12 +1,16 @@
-"""Atomic writes: a file appears complete under its name or not at all."""
+"""Atomic writes: a file or folder appears complete under its name or not at all; file digests."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from albertkit.errors import UserError
 
@@ -34,3 +38,57 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
+
+
+def fsync_folder(path: Path) -> None:
+    """fsync a folder, so that a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_folder(out_dir: str | Path, marker: str, what: str) -> Iterator[Path]:
+    """Yield an empty folder beside `out_dir` to fill; when the block ends, its files are fsynced and it takes
+    `out_dir`'s place (an older `out_dir` moves aside first and is removed after), so that `out_dir` is at every
+    moment complete or absent. An exception removes the new folder and leaves `out_dir` as it was.
+
+    `out_dir` may already exist only as an empty folder or one that albertkit wrote (it holds `marker`); anything
+    else is refused before any work is done, saying the folder holds no `what`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_file():
+        raise UserError("is a file, not a folder", out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+        raise UserError(f"folder is not empty and holds no {what}: choose a new or empty folder", out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left behind by a run that was killed
+    partial.mkdir()
+    try:
+        yield partial
+        for path in partial.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if out_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_dir, old)
+    os.replace(partial, out_dir)
+    fsync_folder(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def file_sha256(path: Path, digest: Any = None) -> Any:
+    """`digest` (a new sha256 by default) updated with the bytes of the file, read in 1 MiB blocks."""
+    digest = digest if digest is not None else hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest

@@ -54,11 +54,17 @@ class Unpadding:
     def __init__(self, attention_mask: torch.Tensor):
         self.batch, self.length = attention_mask.shape
         self.indices = attention_mask.reshape(-1).nonzero().squeeze(1)
+        self.lengths = attention_mask.sum(dim=1)
         # Attention mask for SDPA: True where a query may attend to the key.
         self.key_mask = attention_mask.bool()[:, None, None, :]
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
         return padded.reshape(self.batch * self.length, *padded.shape[2:]).index_select(0, self.indices)
+
+    @property
+    def first_rows(self) -> torch.Tensor:
+        """Rows of the packed tokens that hold each sequence's first token ([CLS])."""
+        return torch.cumsum(self.lengths, 0) - self.lengths
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         padded = packed.new_zeros(self.batch * self.length, *packed.shape[1:])
@@ -251,8 +257,14 @@ class AlbertModel(AlbertPreTrainedModel):
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids, position_ids), unpadding)
         return hidden, unpadding
 
-    def pool(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.pooler(sequence_output[:, 0]))
+    @staticmethod
+    def first_tokens(hidden: torch.Tensor, unpadding: Unpadding | None) -> torch.Tensor:
+        """(B, H): the hidden state of each sequence's first token ([CLS]), from what `encode` returned."""
+        return hidden[:, 0] if unpadding is None else hidden.index_select(0, unpadding.first_rows)
+
+    def pool(self, first_tokens: torch.Tensor) -> torch.Tensor:
+        """The tanh pooler on [CLS] states (what SOP and the classifiers read)."""
+        return torch.tanh(self.pooler(first_tokens))
 
     def forward(
         self,
@@ -263,7 +275,7 @@ class AlbertModel(AlbertPreTrainedModel):
     ) -> AlbertOutput:
         hidden, unpadding = self.encode(input_ids, attention_mask, token_type_ids, position_ids)
         sequence_output = hidden if unpadding is None else unpadding.unpack(hidden)
-        pooled = self.pool(sequence_output) if self.pooler is not None else None
+        pooled = self.pool(self.first_tokens(hidden, unpadding)) if self.pooler is not None else None
         return AlbertOutput(last_hidden_state=sequence_output, pooler_output=pooled)
 
 
@@ -353,8 +365,7 @@ class AlbertForPreTraining(_MaskedLMMixin, AlbertPreTrainedModel):
     ) -> AlbertOutput:
         """`num_items_in_batch`: divide the summed MLM loss by this (the masked tokens of the whole step)."""
         hidden, unpadding = self.albert.encode(input_ids, attention_mask, token_type_ids, position_ids)
-        first_tokens = hidden[:, 0] if unpadding is None else hidden.index_select(0, _first_token_rows(attention_mask))
-        sop_logits = self.sop_classifier(torch.tanh(self.albert.pooler(first_tokens)))
+        sop_logits = self.sop_classifier(self.albert.pool(self.albert.first_tokens(hidden, unpadding)))
         logits, mlm_loss = self.masked_lm(hidden, unpadding, labels, sparse_mlm, num_items_in_batch)
         sop_loss = None if sentence_order_label is None else F.cross_entropy(sop_logits, sentence_order_label.reshape(-1))
         loss = None
@@ -363,12 +374,6 @@ class AlbertForPreTraining(_MaskedLMMixin, AlbertPreTrainedModel):
         return AlbertOutput(
             loss=loss, prediction_logits=logits, sop_logits=sop_logits, mlm_loss=mlm_loss, sop_loss=sop_loss
         )
-
-
-def _first_token_rows(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Rows of the packed tokens that hold each sequence's first token ([CLS])."""
-    lengths = attention_mask.sum(dim=1)
-    return torch.cumsum(lengths, 0) - lengths
 
 
 class AlbertForMaskedLM(_MaskedLMMixin, AlbertPreTrainedModel):
@@ -413,8 +418,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> AlbertOutput:
         hidden, unpadding = self.albert.encode(input_ids, attention_mask, token_type_ids, position_ids)
-        first_tokens = hidden[:, 0] if unpadding is None else hidden.index_select(0, _first_token_rows(attention_mask))
-        pooled = torch.tanh(self.albert.pooler(first_tokens))
+        pooled = self.albert.pool(self.albert.first_tokens(hidden, unpadding))
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:

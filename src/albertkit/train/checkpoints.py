@@ -8,10 +8,8 @@ A checkpoint exists only once its folder has been renamed into place, after ever
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from albertkit.errors import UserError
-from albertkit.io.atomic import write_text_atomic
+from albertkit.io.atomic import atomic_folder, file_sha256, write_text_atomic
 from albertkit.modeling.weights import load_torch_file, model_state_for_saving
 
 logger = logging.getLogger(__name__)
@@ -38,45 +36,22 @@ class Checkpoint:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return file_sha256(path).hexdigest()
 
 
 def save_checkpoint(
     checkpoints_dir: Path, step: int, model: torch.nn.Module, trainer_state: dict[str, Any], keep_last: int
 ) -> Path:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last`."""
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"{PREFIX}{step:08d}"
-    tmp = checkpoints_dir / f".tmp-{PREFIX}{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        model.config.save_pretrained(tmp)
-        torch.save(trainer_state, tmp / TRAINER_STATE)
-        files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
-        write_text_atomic(tmp / MANIFEST, json.dumps({"step": step, "files": files}, indent=2))
-        for p in tmp.iterdir():
-            with open(p, "rb") as handle:
-                os.fsync(handle.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(checkpoints_dir)
+        with atomic_folder(final, MANIFEST, "checkpoint") as tmp:
+            save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            model.config.save_pretrained(tmp)
+            torch.save(trainer_state, tmp / TRAINER_STATE)
+            files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+            write_text_atomic(tmp / MANIFEST, json.dumps({"step": step, "files": files}, indent=2))
     except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(checkpoints_dir, verify=False)
         kept = f"; the previous checkpoint is intact at {previous.path}" if previous else ""
         reason = "disk full" if err.errno == errno.ENOSPC else err.strerror or str(err)
@@ -87,7 +62,7 @@ def save_checkpoint(
 
 
 def list_checkpoints(checkpoints_dir: Path) -> list[Checkpoint]:
-    """Completed checkpoints, oldest first (half-written `.tmp-` folders are never listed)."""
+    """Completed checkpoints, oldest first (half-written `.step-….partial` folders are never listed)."""
     if not checkpoints_dir.is_dir():
         return []
     found = []
