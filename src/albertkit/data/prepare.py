@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import itertools
 import os
@@ -27,7 +26,7 @@ from albertkit.data.shards import (
 )
 from albertkit.data.sop import MAX_SEQ_LENGTH, MIN_SEQ_LENGTH
 from albertkit.errors import UserError
-from albertkit.io.atomic import atomic_folder
+from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.io.text import resolve_text_files
 from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
 from albertkit.tokenization.loading import load_tokenizer
@@ -59,24 +58,16 @@ def prepare_pretraining_data(
     positions. The tokenizer is copied to `out_dir/tokenizer`.
     """
     started = time.perf_counter()
-    check_lang(lang)
-    _check_seq_length(max_seq_length, tokenizer_dir, config)
-    if whole_word_mask not in (None, "zh"):
-        raise UserError(f"whole_word_mask must be None or 'zh', not {whole_word_mask!r}")
-    if whole_word_mask == "zh" and importlib.util.find_spec("jieba") is None:
-        raise UserError("whole-word masking for Chinese needs jieba: pip install jieba")
-    if not 0 <= valid_fraction < 1:
-        raise UserError(f"valid_fraction must be in [0, 1), not {valid_fraction}")
+    _check_options(max_seq_length, tokenizer_dir, config, lang, whole_word_mask, valid_fraction)
     files = resolve_text_files(inputs)
     if not files:
         raise UserError("no input files given")
     tokenizer = load_tokenizer(tokenizer_dir)
-    workers = workers or os.cpu_count() or 1
     stats = CorpusStats()
     chunks = _document_chunks(read_raw_documents(files, stats))
     with atomic_folder(out_dir, INDEX_NAME, "prepared data") as tmp:
         writers = {split: TokenShardWriter(tmp / split, tokenizer.vocab_size) for split in SPLITS}
-        tokenized = _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers)
+        tokenized = _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers or os.cpu_count() or 1)
         languages = _write_splits(tokenized, writers, valid_fraction, np.random.default_rng([seed, 2]))
         splits = {split: writer.close() for split, writer in writers.items()}
         if splits["train"]["tokens"] == 0:
@@ -85,22 +76,7 @@ def prepare_pretraining_data(
             )
         tokenizer.save_pretrained(tmp / "tokenizer")
         index = {
-            "vocab_size": tokenizer.vocab_size,
-            "token_dtype": token_dtype(tokenizer.vocab_size).name,
-            "special_token_ids": {
-                "pad": tokenizer.pad_token_id,
-                "unk": tokenizer.unk_token_id,
-                "cls": tokenizer.cls_token_id,
-                "sep": tokenizer.sep_token_id,
-                "mask": tokenizer.mask_token_id,
-            },
-            "tokenizer": {
-                "path": str(tokenizer_dir),
-                "file": tokenizer.vocab_file,
-                "sha256": hashlib.sha256((Path(tokenizer_dir) / tokenizer.vocab_file).read_bytes()).hexdigest(),
-                "do_lower_case": tokenizer.do_lower_case,
-                "keep_accents": tokenizer.keep_accents,
-            },
+            **_tokenizer_entries(tokenizer, tokenizer_dir),
             "max_seq_length": max_seq_length,
             "lang": lang,
             "documents_by_language": dict(sorted(languages.items())),
@@ -115,7 +91,43 @@ def prepare_pretraining_data(
             "splits": splits,
         }
         write_index(tmp, index)
-    summary = {
+    summary = _summary(index, out_dir, time.perf_counter() - started)
+    print(format_summary(summary))
+    return summary
+
+
+def _check_options(max_seq_length: int, tokenizer_dir: str | Path, config: str | Path | None, lang: str,
+                   whole_word_mask: str | None, valid_fraction: float) -> None:
+    check_lang(lang)
+    _check_seq_length(max_seq_length, tokenizer_dir, config)
+    if whole_word_mask not in (None, "zh"):
+        raise UserError(f"whole_word_mask must be None or 'zh', not {whole_word_mask!r}")
+    if whole_word_mask == "zh" and importlib.util.find_spec("jieba") is None:
+        raise UserError("whole-word masking for Chinese needs jieba: pip install jieba")
+    if not 0 <= valid_fraction < 1:
+        raise UserError(f"valid_fraction must be in [0, 1), not {valid_fraction}")
+
+
+def _tokenizer_entries(tokenizer: Any, tokenizer_dir: str | Path) -> dict[str, Any]:
+    """What index.json records of the tokenizer: vocabulary size, token dtype, special ids, the file's digest."""
+    special = ("pad", "unk", "cls", "sep", "mask")
+    return {
+        "vocab_size": tokenizer.vocab_size,
+        "token_dtype": token_dtype(tokenizer.vocab_size).name,
+        "special_token_ids": {name: getattr(tokenizer, f"{name}_token_id") for name in special},
+        "tokenizer": {
+            "path": str(tokenizer_dir),
+            "file": tokenizer.vocab_file,
+            "sha256": file_sha256(Path(tokenizer_dir) / tokenizer.vocab_file).hexdigest(),
+            "do_lower_case": tokenizer.do_lower_case,
+            "keep_accents": tokenizer.keep_accents,
+        },
+    }
+
+
+def _summary(index: dict[str, Any], out_dir: str | Path, seconds: float) -> dict[str, Any]:
+    splits = index["splits"]
+    return {
         "documents": sum(s["documents"] for s in splits.values()),
         "sentences": sum(s["sentences"] for s in splits.values()),
         "tokens": sum(s["tokens"] for s in splits.values()),
@@ -124,11 +136,9 @@ def prepare_pretraining_data(
         },
         "documents_by_language": index["documents_by_language"],
         "skipped_lines": index["skipped_lines"],
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
         "out_dir": str(out_dir),
     }
-    print(format_summary(summary))
-    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -58,6 +58,18 @@ def train_tokenizer(
         lang = _detect_lang(files)
     options = dict(do_lower_case=True if lowercase is None else lowercase, keep_accents=False)
     feed = _TrainingLines(files, partial(normalize_text, **options), max_sentences, seed)
+    tokenizer = AlbertTokenizer(_unigram_model(feed, vocab_size, lang, char_vocab), **options)
+    tokenizer.save_pretrained(out_dir)
+    sampled = f", sampled {feed.used:,}" if feed.sample_from is not None else ""
+    print(
+        f"tokenizer: read {feed.read:,} lines{sampled} from {len(files)} file(s) (lang {lang}), "
+        f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}"
+    )
+    return tokenizer
+
+
+def _unigram_model(feed: _TrainingLines, vocab_size: int, lang: str, char_vocab: bool) -> bytes:
+    """The serialized SentencePiece unigram model trained on the lines of `feed`, ALBERT's special pieces first."""
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -85,14 +97,7 @@ def train_tokenizer(
         if feed.error is not None:
             raise feed.error from None
         raise _training_error(str(err), vocab_size, feed.used) from None
-    tokenizer = AlbertTokenizer(model.getvalue(), **options)
-    tokenizer.save_pretrained(out_dir)
-    sampled = f", sampled {feed.used:,}" if feed.sample_from is not None else ""
-    print(
-        f"tokenizer: read {feed.read:,} lines{sampled} from {len(files)} file(s) (lang {lang}), "
-        f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}"
-    )
-    return tokenizer
+    return model.getvalue()
 
 
 def _count_lines_to_sample(files: list[Path], max_sentences: int) -> int | None:
