@@ -71,8 +71,10 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="sentence embeddings of every line of a file")
     p.add_argument("--model", required=True, help="model folder")
-    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
-    p.add_argument("--output", required=True, help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
+    p.add_argument("--input", help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--output", help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
+    p.add_argument("--save-sentence-transformers", metavar="DIR",
+                   help="instead of embedding a file, write DIR: a sentence-transformers model giving these embeddings")
     p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
@@ -80,7 +82,17 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.inference.embed import embed_file
+        from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
 
+        if args.save_sentence_transformers:
+            if args.input or args.output:
+                raise UserError("--save-sentence-transformers writes a model, not embeddings: drop --input/--output")
+            out = save_sentence_transformers(args.model, args.save_sentence_transformers, pooling=args.pooling,
+                                             normalize=not args.no_normalize)
+            print(f"wrote a sentence-transformers model to {out}")
+            return
+        if not (args.input and args.output):
+            raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize)
         print(f"embedded {count:,} texts into {args.output}")
