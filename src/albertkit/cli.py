@@ -388,8 +388,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model folder to ONNX (optionally int8), checked against PyTorch")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
+    p.add_argument("--out", required=True,
+                   help="folder to write: model.onnx, config.json and the tokenizer files (optimum's layout)")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="also model_quantized.onnx: dynamic int8 quantization of the weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
 
     def run(args: argparse.Namespace) -> None:
