@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from albertkit import __version__
 from albertkit.errors import UserError
 
 
@@ -407,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
+    parser.add_argument("--version", action="version", version=f"albertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
