@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from builders import build_model_folders
 
 from albertkit.cli import main
 from albertkit.errors import UserError
@@ -64,17 +63,17 @@ def test_int8_is_smaller_and_close(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("head, optimum_outputs", [("cls", ["logits"]), ("encoder", ["last_hidden_state"])])
-def test_folder_runs_with_onnxruntime_and_auto_tokenizer(head: str, optimum_outputs: list[str], tmp_path: Path) -> None:
+def test_folder_runs_with_onnxruntime_and_auto_tokenizer(head: str, optimum_outputs: list[str], tmp_path: Path,
+                                                         model_folders: dict[str, Path]) -> None:
     """What optimum's ORTModelForSequenceClassification / ORTModelForFeatureExtraction read: model.onnx with the
     output names they look up, config.json, and a tokenizer transformers loads from the same folder."""
     import onnxruntime
     import transformers
 
-    folders = build_model_folders(tmp_path / "models")
-    source = folders["cls"]
+    source = model_folders["cls"]
     if head == "encoder":  # a bare encoder, as feature extraction exports it
         source = tmp_path / "encoder"
-        write_model_folder(load_any_model(folders["cls"]).albert, source, load_tokenizer(folders["cls"]), {})
+        write_model_folder(load_any_model(model_folders["cls"]).albert, source, load_tokenizer(model_folders["cls"]), {})
     export_model(source, tmp_path / "onnx", quantize="int8")
     out = tmp_path / "onnx"
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import TINY, build_model_folders, movie_sentences
+from builders import TINY, movie_sentences
 from conftest import write_bert_vocab
 from huggingface_hub import ModelCard
 from sentence_transformers import SentenceTransformer
@@ -24,11 +24,6 @@ from albertkit.tokenization.loading import load_tokenizer
 # A text longer than max_position_embeddings: both sides must cut it the same way.
 TEXTS = ["the film is wonderful .", "boring", "Our HERO feels dull, at times!", " ".join(movie_sentences(120)),
          "this movie was dull from start to finish despite the cast ."]
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_model_folders(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +54,11 @@ def save(model: Path, out: Path, *flags: str) -> int:
 
 @pytest.mark.parametrize("flags", [(), ("--no-normalize",), ("--pooling", "cls"), ("--pooling", "pooler"),
                                    ("--pooling", "pooler", "--no-normalize")])
-def test_sentence_transformers_gives_albertkit_embeddings(folders, tmp_path, flags) -> None:
-    assert save(folders["cls"], tmp_path / "st", *flags) == 0
+def test_sentence_transformers_gives_albertkit_embeddings(model_folders, tmp_path, flags) -> None:
+    assert save(model_folders["cls"], tmp_path / "st", *flags) == 0
     st = SentenceTransformer(str(tmp_path / "st"), device="cpu")
     got = st.encode(TEXTS, batch_size=2, convert_to_numpy=True)
-    expected = albertkit_embed(folders["cls"], tmp_path, TEXTS, *flags)
+    expected = albertkit_embed(model_folders["cls"], tmp_path, TEXTS, *flags)
     assert got.shape == expected.shape == (len(TEXTS), 64)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert st.max_seq_length == 512
@@ -78,9 +73,9 @@ def test_wordpiece_tokenizer_and_short_positions(wordpiece_model, tmp_path) -> N
                                albertkit_embed(wordpiece_model, tmp_path, texts, "--pooling", "cls"), atol=1e-5)
 
 
-def test_layout_and_card(folders, tmp_path) -> None:
+def test_layout_and_card(model_folders, tmp_path) -> None:
     out = tmp_path / "st"
-    assert save(folders["cls"], out, "--pooling", "pooler") == 0
+    assert save(model_folders["cls"], out, "--pooling", "pooler") == 0
     modules = json.loads((out / "modules.json").read_text())
     assert [(m["path"], m["type"].rsplit(".", 1)[1]) for m in modules] == [
         ("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Dense", "Dense"), ("3_Normalize", "Normalize")]
@@ -92,15 +87,15 @@ def test_layout_and_card(folders, tmp_path) -> None:
     card = ModelCard.load(out / "README.md").data
     assert card.library_name == "sentence-transformers" and card.pipeline_tag == "sentence-similarity"
     assert "sentence-transformers" in card.tags and not card.eval_results  # the classifier's figures don't apply
-    assert save(folders["cls"], out, "--no-normalize") == 0  # an earlier sentence-transformers folder is replaced
+    assert save(model_folders["cls"], out, "--no-normalize") == 0  # an earlier sentence-transformers folder is replaced
     assert [m["path"] for m in json.loads((out / "modules.json").read_text())] == ["", "1_Pooling"]
     assert not (out / "2_Dense").exists()
 
 
-def test_facts_travel_and_figures_only_for_the_same_embeddings(folders, tmp_path) -> None:
+def test_facts_travel_and_figures_only_for_the_same_embeddings(model_folders, tmp_path) -> None:
     source = tmp_path / "simcse"
-    albert = AlbertForSequenceClassification.from_pretrained(folders["cls"]).albert
-    write_model_folder(albert, source, load_tokenizer(folders["cls"]), {
+    albert = AlbertForSequenceClassification.from_pretrained(model_folders["cls"]).albert
+    write_model_folder(albert, source, load_tokenizer(model_folders["cls"]), {
         "task": "sentence-embeddings", "pooling": "mean", "summary": {"step": 4, "spearman": 0.61}})
     update_model_card(source, license="mit", language=["zh", "en"])
     assert save(source, tmp_path / "mean") == 0 and save(source, tmp_path / "cls", "--pooling", "cls") == 0
@@ -110,18 +105,18 @@ def test_facts_travel_and_figures_only_for_the_same_embeddings(folders, tmp_path
     assert not cls.eval_results  # measured with mean pooling: says nothing about cls
 
 
-def test_bad_requests_are_one_line_errors(folders, tmp_path, capsys) -> None:
-    assert save(folders["mlm"], tmp_path / "st", "--pooling", "pooler") == 2
+def test_bad_requests_are_one_line_errors(model_folders, tmp_path, capsys) -> None:
+    assert save(model_folders["mlm"], tmp_path / "st", "--pooling", "pooler") == 2
     assert "AlbertForMaskedLM has no pooler layer" in capsys.readouterr().err
     assert not (tmp_path / "st").exists() and not list(tmp_path.iterdir())
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    assert save(folders["cls"], mine) == 2
+    assert save(model_folders["cls"], mine) == 2
     assert "holds no sentence-transformers model" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    assert main(["embed", "--model", str(folders["cls"]), "--save-sentence-transformers", str(tmp_path / "a"),
-                 "--input", str(folders["corpus"])]) == 2
+    assert main(["embed", "--model", str(model_folders["cls"]), "--save-sentence-transformers", str(tmp_path / "a"),
+                 "--input", str(model_folders["corpus"])]) == 2
     assert "drop --input/--output" in capsys.readouterr().err
-    assert main(["embed", "--model", str(folders["cls"]), "--input", str(folders["corpus"])]) == 2
+    assert main(["embed", "--model", str(model_folders["cls"]), "--input", str(model_folders["corpus"])]) == 2
     assert "embed needs --input FILE and --output OUT.npy" in capsys.readouterr().err

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import build_model_folders
 from huggingface_hub import ModelCard
 
 from albertkit.cli import main
@@ -25,19 +24,14 @@ from albertkit.tokenization.loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_model_folders(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def finetuned(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finetuned(model_folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (short) fine-tuning run: best/ and final/ written by the training loop."""
     root = tmp_path_factory.mktemp("run")
     rows = [f"{s}\t{'positive' if any(w in s for w in ('wonderful', 'gripping', 'brilliant')) else 'negative'}"
-            for s in folders["corpus"].read_text().splitlines()]
+            for s in model_folders["corpus"].read_text().splitlines()]
     (root / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[:240]) + "\n")
     (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[240:320]) + "\n")
-    assert main(["finetune", "--task", "classification", "--model", str(folders["mlm"]), "--out", str(root / "sst"),
+    assert main(["finetune", "--task", "classification", "--model", str(model_folders["mlm"]), "--out", str(root / "sst"),
                  "--train", str(root / "train.tsv"), "--dev", str(root / "dev.tsv"), "--max-steps", "6",
                  "--eval-every", "3", "--batch-size", "16", "--lr", "3e-3", "--log-every", "3"]) == 0
     return root
@@ -97,9 +91,9 @@ def test_test_figures_are_what_evaluate_measured(finetuned: Path) -> None:
 
 @pytest.mark.parametrize("name, pipeline_tag", [("cls", "text-classification"), ("mlm", "fill-mask"),
                                                 ("ner", "token-classification"), ("qa", "question-answering")])
-def test_every_head_gets_a_card_whose_code_runs(folders: Path, name: str, pipeline_tag: str, tmp_path: Path) -> None:
+def test_every_head_gets_a_card_whose_code_runs(model_folders: Path, name: str, pipeline_tag: str, tmp_path: Path) -> None:
     folder = tmp_path / name
-    write_model_folder(load_any_model(folders[name]), folder, load_tokenizer(folders[name]), {"task": "init",
+    write_model_folder(load_any_model(model_folders[name]), folder, load_tokenizer(model_folders[name]), {"task": "init",
                                                                                               "preset": "tiny", "seed": 0})
     data = card(folder).data
     assert data.pipeline_tag == pipeline_tag and not data.eval_results and not data.metrics
@@ -111,11 +105,11 @@ def test_every_head_gets_a_card_whose_code_runs(folders: Path, name: str, pipeli
 
 
 @pytest.mark.parametrize("pooling, normalize", [("mean", True), ("cls", False), ("pooler", True)])
-def test_embedding_card_code_gives_albertkit_embeddings(folders: Path, pooling: str, normalize: bool,
+def test_embedding_card_code_gives_albertkit_embeddings(model_folders: Path, pooling: str, normalize: bool,
                                                         tmp_path: Path) -> None:
     folder = tmp_path / "encoder"
-    albert = load_any_model(folders["cls"]).albert
-    write_model_folder(albert, folder, load_tokenizer(folders["cls"]),
+    albert = load_any_model(model_folders["cls"]).albert
+    write_model_folder(albert, folder, load_tokenizer(model_folders["cls"]),
                        {"task": "sentence-embeddings", "pooling": pooling, "normalize": normalize})
     text = (folder / CARD_NAME).read_text()
     assert f"--pooling {pooling}" in text and ("--no-normalize" in text) != normalize
@@ -126,18 +120,18 @@ def test_embedding_card_code_gives_albertkit_embeddings(folders: Path, pooling: 
     np.testing.assert_allclose(namespace["vectors"].numpy(), expected, atol=1e-5)
 
 
-def test_model_init_writes_an_honest_card(folders: Path, tmp_path: Path) -> None:
-    assert main(["model", "init", "--tokenizer", str(folders["cls"]), "--out", str(tmp_path / "fresh")]) == 0
+def test_model_init_writes_an_honest_card(model_folders: Path, tmp_path: Path) -> None:
+    assert main(["model", "init", "--tokenizer", str(model_folders["cls"]), "--out", str(tmp_path / "fresh")]) == 0
     data = card(tmp_path / "fresh").data
     assert data.pipeline_tag == "fill-mask" and not data.eval_results
     assert "None: randomly initialised from the `tiny` preset (seed 0)" in (tmp_path / "fresh" / CARD_NAME).read_text()
 
 
-def test_a_readme_albertkit_did_not_write_is_kept(folders: Path, tmp_path: Path) -> None:
+def test_a_readme_albertkit_did_not_write_is_kept(model_folders: Path, tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / CARD_NAME).write_text("# my own notes\n")
-    write_model_folder(load_any_model(folders["cls"]), folder, load_tokenizer(folders["cls"]), {"task": "init"})
+    write_model_folder(load_any_model(model_folders["cls"]), folder, load_tokenizer(model_folders["cls"]), {"task": "init"})
     assert (folder / CARD_NAME).read_text() == "# my own notes\n"
     assert json.loads((folder / "albertkit.json").read_text()) == {"task": "init"}
-    assert torch.equal(load_any_model(folder).classifier.weight, load_any_model(folders["cls"]).classifier.weight)
+    assert torch.equal(load_any_model(folder).classifier.weight, load_any_model(model_folders["cls"]).classifier.weight)
