@@ -64,7 +64,8 @@ class ExportReport:
             lines.append(f"{self.quantized} model: {self.folder / QUANTIZED_NAME}; max abs difference ONNX "
                          f"{self.quantized} vs PyTorch: {self.quantized_max_abs_diff:.3g}")
         if not self.with_tokenizer:
-            lines.append("the model folder holds no tokenizer: copy its tokenizer files into the export folder")
+            lines.append("no tokenizer in the model folder: add the model's tokenizer files to the export folder "
+                         "before loading it with transformers or optimum")
         return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ def write_model_folder(model: torch.nn.Module, directory: str | Path, tokenizer:
 
 
 def write_model_info(directory: str | Path, info: dict[str, Any]) -> None:
+    """Write a model folder's `albertkit.json`."""
     write_text_atomic(Path(directory) / ALBERTKIT_INFO,
                       json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n")
 
