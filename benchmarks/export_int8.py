@@ -2,7 +2,8 @@
 
     python benchmarks/export_int8.py --model runs/sst2 --data ../shared/data/en/sst2/test.tsv
 
-Exports both ONNX models with `albertkit.export.export_model` (parity against PyTorch printed), then runs the
+Exports both ONNX models with `albertkit.inference.export.export_model` (one folder: model.onnx and
+model_quantized.onnx; parity against PyTorch printed), then runs the
 same length-sorted batches through all three: accuracy on the file's labels, agreement of int8 with float32,
 throughput at --batch-size and single-text latency. Prints a JSON result and a Markdown table.
 """
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--latency-texts", type=int, default=200, help="texts timed one at a time")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for both runtimes")
-    parser.add_argument("--keep", type=Path, help="folder to keep the exported .onnx files in")
+    parser.add_argument("--keep", type=Path, help="folder to keep the export in (model.onnx, model_quantized.onnx)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -82,13 +83,12 @@ def main() -> None:
     labels = labels[order]
 
     with tempfile.TemporaryDirectory() as scratch:
-        folder = args.keep or Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        fp32 = export_model(args.model, folder / "model.onnx")
-        int8 = export_model(args.model, folder / "model.int8.onnx", quantize="int8")
-        sizes = {"onnx_fp32": (folder / "model.onnx").stat().st_size, "onnx_int8": (folder / "model.int8.onnx").stat().st_size}
-        runtimes = {"pytorch": torch_predictor(encoder), "onnx_fp32": onnx_predictor(folder / "model.onnx", args.threads),
-                    "onnx_int8": onnx_predictor(folder / "model.int8.onnx", args.threads)}
+        folder = args.keep or Path(scratch) / "onnx"
+        report = export_model(args.model, folder, quantize="int8")  # model.onnx and model_quantized.onnx
+        files = {"onnx_fp32": folder / "model.onnx", "onnx_int8": folder / "model_quantized.onnx"}
+        sizes = {name: path.stat().st_size for name, path in files.items()}
+        runtimes = {"pytorch": torch_predictor(encoder),
+                    **{name: onnx_predictor(path, args.threads) for name, path in files.items()}}
         results, predictions = {}, {}
         for name, predict in runtimes.items():
             run_all(predict, batches[:2])  # warm-up
@@ -102,8 +102,8 @@ def main() -> None:
             }
     result = {
         "model": str(args.model), "data": str(args.data), "texts": len(texts), "batch_size": args.batch_size,
-        "threads": args.threads, "parity_fp32_max_abs_diff": fp32.max_abs_diff,
-        "parity_int8_max_abs_diff": int8.quantized_max_abs_diff, "file_bytes": sizes,
+        "threads": args.threads, "parity_fp32_max_abs_diff": report.max_abs_diff,
+        "parity_int8_max_abs_diff": report.quantized_max_abs_diff, "file_bytes": sizes,
         "int8_agrees_with_fp32": round(float((predictions["onnx_int8"] == predictions["onnx_fp32"]).mean()), 4),
         "accuracy_change_int8": round(results["onnx_int8"]["accuracy"] - results["onnx_fp32"]["accuracy"], 4),
         "speedup_int8_vs_fp32": round(results["onnx_int8"]["texts_per_s"] / results["onnx_fp32"]["texts_per_s"], 2),

@@ -131,3 +131,11 @@ def write_bert_vocab(texts: list[str], path: Path, vocab_size: int = 1500) -> li
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("".join(f"{piece}\n" for piece in pieces), encoding="utf-8")
     return pieces
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory) -> dict[str, Path]:
+    """`builders.build_model_folders` once per session: tiny cls / mlm / ner / qa folders, their corpus."""
+    from builders import build_model_folders
+
+    return build_model_folders(tmp_path_factory.mktemp("model-folders"))

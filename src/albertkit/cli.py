@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from albertkit import __version__
 from albertkit.errors import UserError
 
 
@@ -71,8 +72,10 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="sentence embeddings of every line of a file")
     p.add_argument("--model", required=True, help="model folder")
-    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
-    p.add_argument("--output", required=True, help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
+    p.add_argument("--input", help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--output", help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
+    p.add_argument("--save-sentence-transformers", metavar="DIR",
+                   help="instead of embedding a file, write DIR: a sentence-transformers model giving these embeddings")
     p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
@@ -80,7 +83,17 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.inference.embed import embed_file
+        from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
 
+        if args.save_sentence_transformers:
+            if args.input or args.output:
+                raise UserError("--save-sentence-transformers writes a model, not embeddings: drop --input/--output")
+            out = save_sentence_transformers(args.model, args.save_sentence_transformers, pooling=args.pooling,
+                                             normalize=not args.no_normalize)
+            print(f"wrote a sentence-transformers model to {out}")
+            return
+        if not (args.input and args.output):
+            raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize)
         print(f"embedded {count:,} texts into {args.output}")
@@ -376,8 +389,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model folder to ONNX (optionally int8), checked against PyTorch")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
+    p.add_argument("--out", required=True,
+                   help="folder to write: model.onnx, config.json and the tokenizer files (optimum's layout)")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="also model_quantized.onnx: dynamic int8 quantization of the weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
 
     def run(args: argparse.Namespace) -> None:
@@ -393,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="albertkit",
         description="Pretrain, fine-tune, evaluate and serve ALBERT models, from raw text to deployment.",
     )
+    parser.add_argument("--version", action="version", version=f"albertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)

@@ -1,5 +1,7 @@
 """Our ALBERT against transformers': same keys, same outputs (fp32, 1e-5), both directions."""
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -149,3 +151,70 @@ def test_encoder_parameter_counts_equal_transformers(preset, expected):
         ours = ak.AlbertModel(config).num_parameters()
         theirs = transformers.AlbertModel(transformers.AlbertConfig(**config.to_dict())).num_parameters()
     assert ours == theirs == expected
+
+
+# Layer-to-group shapes transformers accepts: layers not a multiple of groups, one group per layer, more groups
+# than layers, two layers per group; 18 in 14 is where transformers' float mapping differs from exact floor.
+GROUP_SHAPES = [(5, 2, 1), (3, 3, 1), (5, 2, 2), (2, 3, 1), (7, 3, 2), (18, 14, 1)]
+
+
+@pytest.mark.parametrize("layers, groups, inner", GROUP_SHAPES)
+@pytest.mark.parametrize("name", ["AlbertModel", "AlbertForPreTraining"])
+def test_any_layer_group_shape_equals_transformers(name, layers, groups, inner, tmp_path):
+    config = small_config(name, num_hidden_layers=layers, num_hidden_groups=groups, inner_group_num=inner)
+    torch.manual_seed(5)
+    theirs = getattr(transformers, name)(transformers.AlbertConfig(**config.to_dict()))
+    for p in theirs.parameters():  # distinct groups must be told apart: no two start equal
+        p.data.add_(torch.randn_like(p) * 0.05)
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = getattr(ak, name).from_pretrained(tmp_path / "theirs")
+    compare(name, ours, theirs, batch(config))
+    ours.save_pretrained(tmp_path / "ours")
+    again, info = getattr(transformers, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    compare(name, ours, again, batch(config, seed=6))
+
+
+def test_layer_groups_follow_transformers_float_mapping():
+    assert AlbertConfig(num_hidden_layers=5, num_hidden_groups=2).layer_groups() == [0, 0, 0, 1, 1]
+    assert AlbertConfig(num_hidden_layers=2, num_hidden_groups=3).layer_groups() == [0, 1]
+    # int(9 / (18 / 14)) is 6 in floating point, floor(9 * 14 / 18) is 7: transformers (the reference) says 6.
+    assert AlbertConfig(num_hidden_layers=18, num_hidden_groups=14).layer_groups()[9] == 6
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu", "relu2", "quick_gelu", "mish"])
+def test_other_activations_equal_transformers(hidden_act, tmp_path):
+    config = small_config("AlbertForMaskedLM", hidden_act=hidden_act)
+    torch.manual_seed(7)
+    theirs = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**config.to_dict()))
+    theirs.save_pretrained(tmp_path)
+    compare("AlbertForMaskedLM", ak.AlbertForMaskedLM.from_pretrained(tmp_path), theirs, batch(config))
+
+
+@pytest.mark.parametrize("name", ["AlbertForMaskedLM", "AlbertForPreTraining"])
+def test_untied_decoder_equals_transformers(name, tmp_path):
+    config = small_config(name, tie_word_embeddings=False)
+    torch.manual_seed(8)
+    theirs = getattr(transformers, name)(transformers.AlbertConfig(**config.to_dict()))
+    theirs.predictions.decoder.weight.data.normal_()  # untied: differs from the embeddings
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = getattr(ak, name).from_pretrained(tmp_path / "theirs")
+    assert ours.predictions.decoder.weight is not ours.albert.embeddings.word_embeddings.weight
+    compare(name, ours, theirs, batch(config))
+    ours.save_pretrained(tmp_path / "ours")
+    again, info = getattr(transformers, name).from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    torch.testing.assert_close(again.predictions.decoder.weight, theirs.predictions.decoder.weight)
+
+
+def test_num_labels_without_label_names_sizes_the_classifier(tmp_path):
+    config = small_config(id2label=None)
+    torch.manual_seed(9)
+    theirs = transformers.AlbertForSequenceClassification(transformers.AlbertConfig(**config.to_dict(), num_labels=5))
+    theirs.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("id2label", None), saved.pop("label2id", None)  # as older tools wrote it: a count, no names
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "num_labels": 5}))
+    ours = ak.AlbertForSequenceClassification.from_pretrained(tmp_path)
+    assert ours.config.id2label == {i: f"LABEL_{i}" for i in range(5)}
+    compare("AlbertForSequenceClassification", ours, theirs, batch(config))

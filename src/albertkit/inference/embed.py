@@ -72,6 +72,14 @@ class Encoder:
     def dimension(self) -> int:
         return self.model.config.hidden_size
 
+    def check_pooling(self, pooling: str) -> None:
+        """A UserError unless `pooling` is one of `POOLINGS` that this model has the layers for."""
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if pooling == "pooler" and self.albert.pooler is None:
+            raise UserError(f"{type(self.model).__name__} has no pooler layer; use pooling 'mean' or 'cls'",
+                            self.model_dir)
+
     def tokenize(self, texts: list[str]) -> list[np.ndarray]:
         """Ids with [CLS]/[SEP], truncated to `max_length`; the pieces come from one batched C++ call."""
         tok = self.tokenizer
@@ -91,11 +99,7 @@ class Encoder:
         on [CLS], as trained by SOP or a classification head). normalize: unit L2 length, so a dot product
         is the cosine. Texts are batched by length so that padding stays short.
         """
-        if pooling not in POOLINGS:
-            raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-        if pooling == "pooler" and self.albert.pooler is None:
-            raise UserError(f"{type(self.model).__name__} has no pooler layer; use pooling 'mean' or 'cls'",
-                            self.model_dir)
+        self.check_pooling(pooling)
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         if isinstance(texts, str):

@@ -1,9 +1,14 @@
-"""Export a model folder to ONNX (dynamic batch and sequence axes), checked against PyTorch, optionally int8."""
+"""Export a model folder to ONNX (dynamic batch and sequence axes), checked against PyTorch, optionally int8.
+
+The result is a folder in the layout `optimum.onnxruntime` reads (`ORTModelForSequenceClassification`,
+`ORTModelForFeatureExtraction`, ...): `model.onnx`, `config.json` and the tokenizer files, so that
+`transformers.AutoTokenizer` and onnxruntime (or optimum) run it without albertkit; with int8 quantization also
+`model_quantized.onnx`, optimum's name for it.
+"""
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +17,13 @@ import numpy as np
 import torch
 
 from albertkit.errors import UserError
-from albertkit.io.atomic import write_atomic
-from albertkit.modeling.folder import load_any_model
+from albertkit.io.atomic import atomic_folder
+from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
+from albertkit.tokenization.loading import load_tokenizer, tokenizer_file
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
+ONNX_NAME, QUANTIZED_NAME = "model.onnx", "model_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # What each head's ONNX graph returns: AlbertOutput fields, in order, each marked True when it has a sequence axis.
 OUTPUTS: dict[str, dict[str, bool]] = {
@@ -36,19 +43,29 @@ MIN_OPSET = 17
 class ExportReport:
     """Where the model went and how closely onnxruntime reproduces PyTorch on a probe batch."""
 
-    path: Path
+    folder: Path
     architecture: str
     outputs: tuple[str, ...]
     opset: int
     max_abs_diff: float  # float32 ONNX against PyTorch
+    with_tokenizer: bool = True
     quantized: str | None = None
     quantized_max_abs_diff: float | None = None  # the int8 model against PyTorch
+
+    @property
+    def path(self) -> Path:
+        """The float32 model."""
+        return self.folder / ONNX_NAME
 
     def summary(self) -> str:
         lines = [f"exported {self.architecture} to {self.path} (opset {self.opset}, outputs: {', '.join(self.outputs)})",
                  f"max abs difference ONNX float32 vs PyTorch: {self.max_abs_diff:.3g}"]
         if self.quantized:
-            lines.append(f"max abs difference ONNX {self.quantized} vs PyTorch: {self.quantized_max_abs_diff:.3g}")
+            lines.append(f"{self.quantized} model: {self.folder / QUANTIZED_NAME}; max abs difference ONNX "
+                         f"{self.quantized} vs PyTorch: {self.quantized_max_abs_diff:.3g}")
+        if not self.with_tokenizer:
+            lines.append("no tokenizer in the model folder: add the model's tokenizer files to the export folder "
+                         "before loading it with transformers or optimum")
         return "\n".join(lines)
 
 
@@ -77,12 +94,14 @@ def example_batch(lengths: tuple[int, ...], vocab_size: int, seed: int = 0) -> d
 
 
 def export_model(
-    model_dir: str | Path, out: str | Path, format: str = "onnx", quantize: str | None = None, opset: int = MIN_OPSET,
+    model_dir: str | Path, out_dir: str | Path, format: str = "onnx", quantize: str | None = None,
+    opset: int = MIN_OPSET,
 ) -> ExportReport:
-    """Export the model folder's model to `out` and check onnxruntime against PyTorch on a probe batch.
+    """Export the model folder's model into the folder `out_dir` and check onnxruntime against PyTorch on a probe
+    batch: `model.onnx` (float32), `config.json`, the tokenizer files, and with `quantize="int8"` also
+    `model_quantized.onnx` (int8 weights, activations quantized at run time).
 
-    With `quantize="int8"`, `out` is the dynamically quantized model (int8 weights, activations quantized at
-    run time); the float32 model it comes from is checked too. The file appears only once written whole.
+    The folder appears only once written whole; an existing `out_dir` must be empty or an earlier export.
     """
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -90,24 +109,30 @@ def export_model(
         raise UserError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     if opset < MIN_OPSET:
         raise UserError(f"opset {opset} is too old; albertkit exports opset {MIN_OPSET} or newer")
+    out_dir = Path(out_dir)
+    if out_dir.suffix == ".onnx":
+        raise UserError(f"export writes a folder ({ONNX_NAME}, config.json, tokenizer files) that onnxruntime, "
+                        f"optimum and transformers read: give a folder, e.g. --out {out_dir.with_suffix('')}")
     model = load_any_model(model_dir).eval()
+    tokenizer = load_tokenizer(model_dir) if tokenizer_file(model_dir).is_file() else None
+    if tokenizer is not None:
+        check_tokenizer_matches(tokenizer, model.config, model_dir)
     architecture = type(model).__name__
     outputs = tuple(OUTPUTS[architecture])
-    vocab_size = model.config.vocab_size
-    out = Path(out)
-    with tempfile.TemporaryDirectory() as scratch:
-        float_path = Path(scratch) / "model.onnx"
-        write_onnx(model, float_path, opset)
-        probe = example_batch(PROBE_LENGTHS, vocab_size, seed=1)
+    with atomic_folder(out_dir, ONNX_NAME, "ONNX export") as partial:
+        write_onnx(model, partial / ONNX_NAME, opset)
+        probe = example_batch(PROBE_LENGTHS, model.config.vocab_size, seed=1)
         expected = run_pytorch(model, outputs, probe)
-        report = ExportReport(out, architecture, outputs, opset, max_abs_diff(run_onnx(float_path, probe), expected))
-        final = float_path
+        report = ExportReport(out_dir, architecture, outputs, opset,
+                              max_abs_diff(run_onnx(partial / ONNX_NAME, probe), expected), tokenizer is not None)
         if quantize == "int8":
-            final = Path(scratch) / "model.int8.onnx"
-            quantize_int8(float_path, final)
+            quantize_int8(partial / ONNX_NAME, partial / QUANTIZED_NAME)
             report.quantized = quantize
-            report.quantized_max_abs_diff = max_abs_diff(run_onnx(final, probe), expected)
-        write_atomic(out, lambda tmp: tmp.write_bytes(final.read_bytes()))
+            report.quantized_max_abs_diff = max_abs_diff(run_onnx(partial / QUANTIZED_NAME, probe), expected)
+        model.config.architectures = [architecture]
+        model.config.save_pretrained(partial)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(partial)
     return report
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
+from albertkit.modeling.activations import ACTIVATIONS, LEARNED_ACTIVATIONS
 
 CONFIG_NAME = "config.json"
 
@@ -22,6 +23,9 @@ PRESETS: dict[str, dict[str, int]] = {
     "xlarge": dict(embedding_size=128, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192),
     "xxlarge": dict(embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_attention_heads=64, intermediate_size=16384),
 }
+# transformers' defaults where they differ from this dataclass's (its AlbertConfig() is xxlarge): what a
+# config.json that leaves these out means.
+TRANSFORMERS_DEFAULTS: dict[str, int] = dict(hidden_size=4096, num_attention_heads=64, intermediate_size=16384)
 
 
 @dataclass
@@ -47,6 +51,8 @@ class AlbertConfig:
     pad_token_id: int = 0
     bos_token_id: int = 2
     eos_token_id: int = 3
+    # False: the masked-LM decoder has weights of its own instead of the word embeddings'.
+    tie_word_embeddings: bool = True
     # Task heads: label names (classification, NER) and the loss kind ("regression" for one output).
     id2label: dict[int, str] | None = None
     problem_type: str | None = None
@@ -57,14 +63,32 @@ class AlbertConfig:
     def __post_init__(self) -> None:
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        if self.num_hidden_groups < 1 or self.num_attention_heads < 1:
+            raise UserError("num_hidden_groups and num_attention_heads must be at least 1, got "
+                            f"{self.num_hidden_groups} and {self.num_attention_heads}")
         if self.hidden_size % self.num_attention_heads:
             raise UserError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
             )
-        if self.num_hidden_layers % self.num_hidden_groups:
-            raise UserError(
-                f"num_hidden_layers {self.num_hidden_layers} is not a multiple of num_hidden_groups {self.num_hidden_groups}"
-            )
+        if self.hidden_act in LEARNED_ACTIVATIONS:
+            raise UserError(f"hidden_act {self.hidden_act!r} has learned weights of its own, which albertkit does "
+                            "not support")
+        if self.hidden_act not in ACTIVATIONS:
+            raise UserError(f"unknown hidden_act {self.hidden_act!r}; choose one of {', '.join(ACTIVATIONS)}")
+        position_embedding_type = self.extra.get("position_embedding_type") or "absolute"
+        if position_embedding_type != "absolute":
+            raise UserError(f"position_embedding_type {position_embedding_type!r} is not supported: albertkit (like "
+                            "transformers 5) implements absolute position embeddings only")
+        if self.extra.get("pruned_heads"):
+            raise UserError("the config lists pruned_heads: pruned attention heads are not supported")
+
+    def layer_groups(self) -> list[int]:
+        """The group whose weights each layer runs, as transformers maps them: `int(i / (layers / groups))`.
+
+        The float expression is kept on purpose: for some shapes (18 layers in 14 groups) it differs from the
+        exact floor(i * groups / layers), and from the original TF code; transformers is the reference.
+        """
+        return [int(i / (self.num_hidden_layers / self.num_hidden_groups)) for i in range(self.num_hidden_layers)]
 
     @property
     def num_labels(self) -> int:
@@ -94,11 +118,15 @@ class AlbertConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlbertConfig:
+        """Read a config.json's fields as transformers does: its defaults for fields left out, `num_labels` without
+        `id2label` named LABEL_0...; fields albertkit does not use are kept in `extra`."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names and k not in ("model_type", "label2id")}
+        known = {**TRANSFORMERS_DEFAULTS, **{k: v for k, v in data.items() if k in names}}
+        extra = {k: v for k, v in data.items() if k not in names and k not in ("model_type", "label2id", "num_labels")}
         if data.get("model_type", "albert") != "albert":
             raise UserError(f"config has model_type {data['model_type']!r}, expected 'albert'")
+        if known.get("id2label") is None and data.get("num_labels") is not None:
+            known["id2label"] = {i: f"LABEL_{i}" for i in range(int(data["num_labels"]))}
         return cls(**known, extra=extra)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -113,3 +141,5 @@ class AlbertConfig:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, TypeError) as err:
             raise UserError(f"cannot read config: {err}", path) from err
+        except UserError as err:
+            raise UserError(str(err), path) from None

@@ -13,10 +13,13 @@ from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.model import HEADS, AlbertPreTrainedModel
+from albertkit.modeling.model_card import measured_metrics, write_model_card
 from albertkit.modeling.weights import load_weights_and_config, read_weights
-from albertkit.tokenization.loading import load_tokenizer
+from albertkit.tokenization.loading import describe_tokenizer, load_tokenizer, tokenizer_summary
 
 ALBERTKIT_INFO = "albertkit.json"
+# Facts about a model that albertkit cannot measure, which the model card shows when albertkit.json has them.
+CARD_FACTS = ("license", "language", "datasets", "base_model", "tags")
 
 
 def check_tokenizer_matches(tokenizer: Any, config: Any, path: str | Path | None = None) -> None:
@@ -29,17 +32,43 @@ def check_tokenizer_matches(tokenizer: Any, config: Any, path: str | Path | None
 
 
 def write_model_folder(model: torch.nn.Module, directory: str | Path, tokenizer: Any, info: dict[str, Any]) -> None:
-    """A complete model folder: HF weights and config, the tokenizer, and `albertkit.json` (head, labels, summary)."""
+    """A complete model folder: HF weights and config, the tokenizer, `albertkit.json` (head, labels, summary) and
+    the `README.md` model card written from them."""
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    write_text_atomic(directory / ALBERTKIT_INFO, json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_model_info(directory, info)
+    write_model_card(directory, model.config, info, tokenizer_summary(tokenizer))
+
+
+def write_model_info(directory: str | Path, info: dict[str, Any]) -> None:
+    """Write a model folder's `albertkit.json`."""
+    write_text_atomic(Path(directory) / ALBERTKIT_INFO,
+                      json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_model_info(directory: str | Path) -> dict[str, Any]:
     """`albertkit.json` of a model folder ({} for a folder made by other tools)."""
     path = Path(directory) / ALBERTKIT_INFO
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def update_model_card(directory: str | Path, metrics: dict[str, Any] | None = None, split: str = "test",
+                      **facts: Any) -> None:
+    """Record figures measured on `split` (an `evaluate` result: metrics plus `data` and `examples`) and facts
+    albertkit cannot know (license, language, datasets, base_model, tags) in `albertkit.json`, then rewrite the
+    folder's `README.md` from it. Only finite real-valued metrics are recorded."""
+    unknown = sorted(set(facts) - set(CARD_FACTS))
+    if unknown:
+        raise UserError(f"unknown model card field(s) {', '.join(unknown)}; choose from {', '.join(CARD_FACTS)}")
+    directory = Path(directory)
+    config = AlbertConfig.from_pretrained(directory)
+    info = {**read_model_info(directory), **facts}
+    if metrics is not None:
+        recorded = {"metrics": measured_metrics(metrics), "data": metrics.get("data"), "examples": metrics.get("examples")}
+        info["evaluations"] = {**info.get("evaluations", {}), split: {k: v for k, v in recorded.items() if v is not None}}
+    write_model_info(directory, info)
+    write_model_card(directory, config, info, describe_tokenizer(directory))
 
 
 def architecture_of_weights(names: set[str], default: str) -> str:

@@ -17,19 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from albertkit.modeling.activations import ACTIVATIONS
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.weights import load_weights_and_config, save_weights_and_config
 
 IGNORE_INDEX = -100
-ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-}
 
 
 @dataclass
@@ -160,9 +152,8 @@ class AlbertTransformer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, unpadding: Unpadding | None) -> torch.Tensor:
         hidden = self.embedding_hidden_mapping_in(hidden)
-        layers_per_group = self.config.num_hidden_layers // self.config.num_hidden_groups
-        for i in range(self.config.num_hidden_layers):
-            hidden = self.albert_layer_groups[i // layers_per_group](hidden, unpadding)
+        for group in self.config.layer_groups():
+            hidden = self.albert_layer_groups[group](hidden, unpadding)
         return hidden
 
 
@@ -303,16 +294,22 @@ class AlbertSOPHead(nn.Module):
 
 
 class _MaskedLMMixin:
-    """The MLM head's weight tying and its loss, computed at the masked positions only."""
+    """The MLM head's weight tying (unless the config says `tie_word_embeddings: false`, as transformers allows)
+    and its loss, computed at the masked positions only."""
 
-    tied_weights = {
-        "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
-        "predictions.decoder.bias": "predictions.bias",
-    }
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        if not self.config.tie_word_embeddings:
+            return {}
+        return {
+            "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
+            "predictions.decoder.bias": "predictions.bias",
+        }
 
     def tie_weights(self) -> None:
-        self.predictions.decoder.weight = self.albert.embeddings.word_embeddings.weight
-        self.predictions.decoder.bias = self.predictions.bias
+        if self.config.tie_word_embeddings:
+            self.predictions.decoder.weight = self.albert.embeddings.word_embeddings.weight
+            self.predictions.decoder.bias = self.predictions.bias
 
     def masked_lm(
         self,
