@@ -63,7 +63,7 @@ def test_supervised_pairs_raise_spearman(folders: dict[str, Path]) -> None:
 def test_cli_unsupervised_simcse_changes_the_encoder(folders: dict[str, Path]) -> None:
     run = folders["root"] / "simcse"
     assert main(["embed-train", "--model", str(folders["cls"]), "--out", str(run), "--sentences",
-                 str(folders["corpus"]), "--batch-size", "32", "--learning-rate", "1e-4", "--max-steps", "4"]) == 0
+                 str(folders["corpus"]), "--batch-size", "32", "--lr", "1e-4", "--max-steps", "4"]) == 0
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logged if r["kind"] == "train"]
     assert losses and all(0 < loss < np.log(32) + 1 for loss in losses)  # InfoNCE over 32 candidates
