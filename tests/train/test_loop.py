@@ -11,6 +11,7 @@ from toy_training import CONFIG, Crash, ToyTask, new_model
 from albertkit.errors import UserError
 from albertkit.report.runlog import read_log
 from albertkit.train import checkpoints as ckpt
+from albertkit.train.events import TrainCallback
 from albertkit.train.loop import train
 from albertkit.train.settings import TrainSettings
 
@@ -99,3 +100,38 @@ def test_best_model_and_logs_written(tmp_path):
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])["kind"] == "start"
     # keep_last=3: checkpoints 6, 9, 12 remain
     assert [c.step for c in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [6, 9, 12]
+
+
+class Recorder(TrainCallback):
+    def __init__(self):
+        self.calls = []
+
+    def on_log(self, step, record):
+        self.calls.append(("log", step, round(record["lr"], 6)))
+
+    def on_evaluate(self, step, metrics):
+        self.calls.append(("evaluate", step, sorted(metrics)))
+
+    def on_save(self, step, path, what):
+        self.calls.append((what, step, path.name))
+
+
+def test_callbacks_see_each_log_evaluation_and_save(tmp_path):
+    recorder = Recorder()
+    result = train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path, callbacks=[recorder])
+    logged = [(step, lr) for kind, step, lr in recorder.calls if kind == "log"]
+    records = [r for r in read_log(tmp_path) if r["kind"] == "train"]
+    assert logged == [(r["step"], round(r["lr"], 6)) for r in records] and [s for s, _ in logged] == [2, 4, 6, 8, 10, 12]
+    assert [c for c in recorder.calls if c[0] == "evaluate"] == [("evaluate", s, ["accuracy"]) for s in (4, 8, 12)]
+    assert [(s, name) for kind, s, name in recorder.calls if kind == "checkpoint"] == [
+        (s, f"step-{s:08d}") for s in (3, 6, 9, 12)]
+    assert ("best", result.best_step, "best") in recorder.calls and recorder.calls[-1] == ("final", 12, "final")
+
+
+def test_early_stopping_needs_a_metric(tmp_path):
+    class NoMetric(ToyTask):
+        metric_name = None
+
+    with pytest.raises(UserError, match="early stopping needs a dev metric to watch, and this run has none"):
+        train(new_model(), NoMetric(), TrainSettings(**{**CONFIG, "early_stopping_patience": 2}), tmp_path)
+    assert not (tmp_path / "log.jsonl").exists()

@@ -11,18 +11,19 @@ MIN_MEASURED_STEPS = 5
 
 
 class TimeBudget:
-    """`minutes` of training on `clock`, of which `spent_seconds` went to earlier processes of the run.
+    """`minutes` of training on `clock`, of which `spent_seconds` went to earlier processes of the run (`planned`:
+    they already planned the schedule).
 
     The pace is measured from the end of this process's first step on, so evaluations and checkpoints count in
     it once they have happened: a plan made after an evaluation includes its share of the time."""
 
-    def __init__(self, minutes: float | None, spent_seconds: float = 0.0,
+    def __init__(self, minutes: float | None, spent_seconds: float = 0.0, planned: bool = False,
                  clock: Callable[[], float] = time.monotonic):
         self.seconds = None if minutes is None else minutes * 60
         self.clock = clock
         self.started = clock() - spent_seconds
         self._mark: tuple[int, float] | None = None  # (step, time) where the measurement starts
-        self.planned = False
+        self.planned = planned  # True once the first plan is made (a resumed run keeps its plan till it evaluates)
 
     @property
     def limited(self) -> bool:
@@ -40,10 +41,11 @@ class TimeBudget:
         if self._mark is None:
             self._mark = (step, self.clock())
 
-    def plan_due(self, step: int, warmup_steps: int, evaluated: bool) -> bool:
-        """Whether to plan now: at the end of warmup once enough steps are measured, then after each evaluation.
-        The same on every process (it depends on steps only), so that all of them join the plan's broadcast."""
-        if self.seconds is None or self._mark is None or step - self._mark[0] < MIN_MEASURED_STEPS:
+    def plan_due(self, step: int, warmup_steps: int, evaluated: bool, end: int) -> bool:
+        """Whether to plan now: at the end of warmup once enough steps are measured, then after each evaluation,
+        until the schedule's `end`. The same on every process (it depends on steps only), so that all of them join
+        the plan's broadcast."""
+        if self.seconds is None or self._mark is None or step - self._mark[0] < MIN_MEASURED_STEPS or step >= end:
             return False
         return evaluated if self.planned else step >= warmup_steps
 

@@ -72,6 +72,7 @@ class LoopState:
     skipped: int = 0
     consecutive_bad: int = 0
     elapsed_seconds: float = 0.0  # training time of the run's earlier processes, which the time budget counts
+    budget_planned: bool = False  # whether they planned the schedule to the budget
 
 
 @dataclass
@@ -103,7 +104,8 @@ def train(
     events = RunEvents(run_dir, world.is_main, state.step, engine.schedule.total_steps, callbacks)
     events.write("start", state.step, config=asdict(settings), world_size=world.world_size, device=str(world.device),
                  total_steps=shape.total_steps, steps_per_epoch=shape.steps_per_epoch, **(run_info or {}))
-    budget, meter = TimeBudget(settings.time_budget_minutes, state.elapsed_seconds, clock), Meter(clock)
+    budget = TimeBudget(settings.time_budget_minutes, state.elapsed_seconds, state.budget_planned, clock)
+    meter = Meter(clock)
     started, last_save, metrics, stopped_because = clock(), clock(), {}, None
     model.train()
     while stopped_because is None and state.step < engine.schedule.total_steps:
@@ -123,7 +125,7 @@ def train(
         evaluated = state.step % (settings.eval_every or shape.steps_per_epoch) == 0 or state.step == end or out_of_time
         if evaluated:
             metrics = evaluate_and_keep_best(engine, task, state, run_dir, events)
-        if budget.plan_due(state.step, engine.schedule.warmup_steps, evaluated):
+        if budget.plan_due(state.step, engine.schedule.warmup_steps, evaluated, engine.schedule.total_steps):
             plan_to_budget(engine, budget, state.step, shape.total_steps, world, events)
         if checkpoint_due(settings, state.step, clock() - last_save):
             checkpoint(engine, state, budget, settings, run_dir, events, "periodic")
@@ -285,7 +287,8 @@ def checkpoint(engine: StepEngine, state: LoopState, budget: TimeBudget, setting
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    trainer_state = {**asdict(state), "elapsed_seconds": budget.spent(), **engine.state_dict(), "rng": rng}
+    trainer_state = {**asdict(state), "elapsed_seconds": budget.spent(), "budget_planned": budget.planned,
+                     **engine.state_dict(), "rng": rng}
     path = ckpt.save_checkpoint(run_dir / "checkpoints", state.step, engine.model, trainer_state, settings.keep_last)
     events.saved(state.step, path, "checkpoint", reason)
 
