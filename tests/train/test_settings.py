@@ -59,6 +59,12 @@ def test_flags_fill_the_fields_they_are_named_after(command):
     assert args.config is None and args.resume is False
 
 
+def test_a_command_argument_named_like_a_yaml_section_is_no_setting():
+    # `pretrain run --model DIR` is the folder to continue from; the `model:` section of a config is another thing.
+    args = build_parser().parse_args(["pretrain", "run", "--data", "D", "--out", "O", "--model", "M"])
+    assert args.model == "M" and given_settings(args, PretrainSettings) == {}
+
+
 def test_each_command_has_its_own_defaults_and_help_shows_them():
     pretrain, finetune, contrastive = PretrainSettings(), FinetuneSettings(), ContrastiveSettings()
     assert (pretrain.optimizer, pretrain.learning_rate, pretrain.batch_size, pretrain.max_steps) == ("lamb", 1e-3, 64, 1000)

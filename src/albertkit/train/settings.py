@@ -227,10 +227,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[TrainSettings]
     groups = {True: parser.add_argument_group("training loop"),
               False: parser.add_argument_group(f"{parser.prog.removeprefix('albertkit ')} settings")}
     hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
+    for field in _flag_fields(cls):
         metadata = field_metadata(cls, field.name)
-        if metadata["keys"] is not None:
-            continue
         flag = metadata["flag"] or "--" + field.name.replace("_", "-")
         default = metadata["unset"] if field.default is None else field.default
         shown = f" (default: {default})" if default is not None else ""
@@ -262,8 +260,13 @@ def _column(value: str) -> str | int:
 
 def given_settings(args: argparse.Namespace, cls: type[TrainSettings]) -> dict[str, Any]:
     """The settings flags typed on the command line (left at None: not given)."""
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(cls)
+    return {field.name: getattr(args, field.name) for field in _flag_fields(cls)
             if getattr(args, field.name, None) is not None}
+
+
+def _flag_fields(cls: type[TrainSettings]) -> list[dataclasses.Field]:
+    """The fields that have a flag: all but the nested sections of the YAML file (such as `model:`)."""
+    return [field for field in dataclasses.fields(cls) if field_metadata(cls, field.name)["keys"] is None]
 
 
 def save_settings(run_dir: Path, settings: TrainSettings, command: str, inputs: Mapping[str, Any],
