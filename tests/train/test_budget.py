@@ -82,6 +82,18 @@ def test_resume_keeps_the_plan_and_the_time_spent(tmp_path):
     assert 60 - 4 <= 26.0 + (resumed_clock.now - 1000.0) - 3 <= 60  # the budget counts the first process too
 
 
+def test_a_warmup_given_as_a_share_is_a_share_of_the_planned_steps(tmp_path):
+    clock = Clock()
+    settings = TrainSettings(**{**BUDGET, "warmup_steps": None, "warmup_ratio": 0.2, "max_steps": 300})
+    result = train(new_model(), ClockedTask(clock), settings, tmp_path, clock=clock)
+    lrs = learning_rates(tmp_path)
+    peak = max(lrs, key=lrs.get)
+    # Planned for 300 steps the warmup would take 60, longer than the budget allows; it follows the plan instead.
+    assert result.stopped_because == "time_budget" and lrs[result.steps] == 0.0
+    assert lrs[peak] == pytest.approx(1e-2, rel=0.02) and 0.1 * result.steps <= peak <= 0.3 * result.steps
+    assert all(lrs[s] < lrs[s + 1] for s in range(1, peak))  # it rises without a jump back
+
+
 def test_without_a_budget_nothing_is_planned(tmp_path):
     clock = Clock()
     settings = TrainSettings(**{**BUDGET, "time_budget_minutes": None, "max_steps": 12})
@@ -105,6 +117,15 @@ def test_replan_is_continuous_and_reaches_zero_at_the_new_end():
     schedule.replan(60, 80)
     assert schedule(60) == pytest.approx(before) and schedule(80) == pytest.approx(0.0, abs=1e-12)
     assert schedule(70) < before and schedule.decay_progress(70) == pytest.approx(0.5 + 0.5 * 10 / 20)
+
+
+def test_replan_during_warmup_continues_the_ramp():
+    schedule = WarmupSchedule(warmup_steps=100, total_steps=1000, kind="linear")
+    schedule.replan(10, 50, warmup_steps=20)
+    assert schedule(10) == pytest.approx(0.1) and schedule(15) == pytest.approx(0.55) and schedule(20) == 1.0
+    assert schedule(35) == pytest.approx(0.5) and schedule(50) == 0.0
+    untouched = WarmupSchedule(warmup_steps=100, total_steps=1000, kind="linear")
+    assert [untouched(s) for s in (0, 37, 100, 550)] == [0.0, 0.37, 1.0, 0.5]  # no plan: the plain formula
 
 
 def test_time_budget_measures_from_the_first_step():

@@ -42,12 +42,12 @@ class TimeBudget:
             self._mark = (step, self.clock())
 
     def plan_due(self, step: int, warmup_steps: int, evaluated: bool, end: int) -> bool:
-        """Whether to plan now: at the end of warmup once enough steps are measured, then after each evaluation,
-        until the schedule's `end`. The same on every process (it depends on steps only), so that all of them join
-        the plan's broadcast."""
+        """Whether to plan now: once enough steps are measured (early in warmup, so that a warmup given as a
+        share of the steps can follow the plan), again at the end of warmup and after each evaluation, until the
+        schedule's `end`. The same on every process (it depends on steps only): all of them join the broadcast."""
         if self.seconds is None or self._mark is None or step - self._mark[0] < MIN_MEASURED_STEPS or step >= end:
             return False
-        return evaluated if self.planned else step >= warmup_steps
+        return not self.planned or evaluated or step == warmup_steps
 
     def plan(self, step: int) -> tuple[int, float]:
         """(the step at which the budget runs out at the pace measured so far, seconds per step)."""

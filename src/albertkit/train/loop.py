@@ -126,7 +126,7 @@ def train(
         if evaluated:
             metrics = evaluate_and_keep_best(engine, task, state, run_dir, events)
         if budget.plan_due(state.step, engine.schedule.warmup_steps, evaluated, engine.schedule.total_steps):
-            plan_to_budget(engine, budget, state.step, shape.total_steps, world, events)
+            plan_to_budget(engine, budget, settings, state.step, shape.total_steps, world, events)
         if checkpoint_due(settings, state.step, clock() - last_save):
             checkpoint(engine, state, budget, settings, run_dir, events, "periodic")
             last_save = clock()
@@ -259,16 +259,16 @@ def evaluate_and_keep_best(engine: StepEngine, task: TrainingTask, state: LoopSt
     return metrics
 
 
-def plan_to_budget(engine: StepEngine, budget: TimeBudget, step: int, step_limit: int, world: Distributed,
-                   events: RunEvents) -> None:
+def plan_to_budget(engine: StepEngine, budget: TimeBudget, settings: TrainSettings, step: int, step_limit: int,
+                   world: Distributed, events: RunEvents) -> None:
     """End the schedule (and the run) where the time budget runs out at the measured pace, never past the step
-    limit; every process follows rank 0's clock."""
+    limit, with a warmup given as a share of the steps a share of these; every process follows rank 0's clock."""
     first = not budget.planned
     planned_end, seconds_per_step = budget.plan(step)
     end = world.from_main(min(planned_end, step_limit))
     changed = end != engine.schedule.total_steps
     if changed:
-        engine.schedule.replan(step, end)
+        engine.schedule.replan(step, end, settings.resolve_warmup(end) if settings.warmup_steps is None else None)
     if first or changed:
         events.planned(step, end, seconds_per_step, budget.seconds / 60, first, end == step_limit)
 
