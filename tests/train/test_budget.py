@@ -140,3 +140,12 @@ def test_time_budget_measures_from_the_first_step():
     assert not budget.plan_due(7, warmup_steps=0, evaluated=False, end=100)
     assert budget.plan_due(7, warmup_steps=0, evaluated=True, end=100)
     assert not budget.plan_due(100, warmup_steps=0, evaluated=True, end=100)  # the schedule has ended
+
+
+def test_a_run_stopped_by_the_clock_logs_its_last_steps(tmp_path):
+    clock = Clock()
+    settings = TrainSettings(**{**BUDGET, "time_budget_minutes": 0.05, "log_every": 10})  # 3 s: no plan yet
+    result = train(new_model(), ClockedTask(clock), settings, tmp_path, clock=clock)
+    assert result.stopped_because == "time_budget" and result.steps == 3
+    assert [r["step"] for r in read_log(tmp_path) if r["kind"] == "train"] == [3]
+    assert result.tokens_per_second > 0

@@ -131,6 +131,8 @@ def train(
             checkpoint(engine, state, budget, settings, run_dir, events, "periodic")
             last_save = clock()
         stopped_because = stop_reason(settings, state, out_of_time)
+    if meter.pending:  # stopped between two log records: the last steps are logged too
+        events.trained(state.step, meter.record(engine, world, state.step / shape.steps_per_epoch))
     events.progress.close()
     seconds = clock() - started
     result = TrainResult(
@@ -194,7 +196,7 @@ def restore(engine: StepEngine, settings: TrainSettings, shape: BatchShape, run_
 
 
 class Meter:
-    """Loss and tokens between two training log records, and tokens over the whole run."""
+    """Loss and tokens between two training log records (`pending` steps), and tokens over the whole run."""
 
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
@@ -202,10 +204,11 @@ class Meter:
         self._reset()
 
     def _reset(self) -> None:
-        self.started, self.tokens, self.loss, self.steps = self.clock(), 0, 0.0, 0
+        self.started, self.tokens, self.loss, self.steps, self.pending = self.clock(), 0, 0.0, 0, 0
 
     def add(self, outcome: StepOutcome) -> None:
         self.tokens += outcome.tokens
+        self.pending += 1
         self.last = outcome
         if outcome.finite:
             self.loss, self.steps = self.loss + outcome.loss, self.steps + 1
