@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 from albertkit import __version__
+from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
+from albertkit.inference.embed import embed_file
+from albertkit.inference.export import export_model
+from albertkit.inference.predict import evaluate_model, predict_file
+from albertkit.inference.search import build_index, format_hits, query_index
+from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
+from albertkit.modeling.folder import init_model_folder
+from albertkit.modeling.model import HEADS
+from albertkit.modeling.summary import describe_model_folder, format_model_description
+from albertkit.report.render import write_report
+from albertkit.tokenization.training import train_tokenizer
+from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
+from albertkit.train.finetune import FinetuneSettings, run_finetuning
+from albertkit.train.pretrain import PretrainSettings, run_pretraining
+from albertkit.train.settings import add_settings_flags, given_settings
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +39,6 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the line sample")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.tokenization.training import train_tokenizer
-
         train_tokenizer(
             args.input, args.out, vocab_size=args.vocab_size, lang=args.lang,
             lowercase=False if args.no_lowercase else None, char_vocab=args.char_vocab,
@@ -44,10 +58,6 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     def run_init(args: argparse.Namespace) -> None:
-        from albertkit.modeling.folder import init_model_folder
-        from albertkit.modeling.model import HEADS
-        from albertkit.modeling.summary import describe_model_folder, format_model_description
-
         if args.head not in HEADS:
             raise UserError(f"unknown head {args.head!r}; choose one of {', '.join(HEADS)}")
         init_model_folder(args.preset, args.tokenizer, args.out, head=args.head, seed=args.seed)
@@ -59,10 +69,6 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     def run_info(args: argparse.Namespace) -> None:
-        import json
-
-        from albertkit.modeling.summary import describe_model_folder, format_model_description
-
         description = describe_model_folder(args.model_dir)
         print(json.dumps(description, indent=2, ensure_ascii=False) if args.json else format_model_description(description))
 
@@ -82,9 +88,6 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.inference.embed import embed_file
-        from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
-
         if args.save_sentence_transformers:
             if args.input or args.output:
                 raise UserError("--save-sentence-transformers writes a model, not embeddings: drop --input/--output")
@@ -99,35 +102,28 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         print(f"embedded {count:,} texts into {args.output}")
 
     p.set_defaults(func=run)
+    _add_embed_train(sub)
+
+
+def _add_embed_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed-train", help="contrastive fine-tuning for sentence similarity (SimCSE)")
     p.add_argument("--model", required=True, help="model folder whose encoder is trained")
-    p.add_argument("--out", required=True, help="run folder; the model lands in OUT/final")
+    p.add_argument("--out", required=True, help="run folder: logs, checkpoints, the model in OUT/final, report")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--sentences", help="raw sentences, one per line: unsupervised SimCSE (dropout views)")
     data.add_argument("--pairs", help="sentence1<TAB>sentence2<TAB>label .tsv: supervised, label 1 = paraphrase")
     p.add_argument("--eval-pairs", help="held-out pairs: Spearman of cosine vs label, before and during training")
-    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
-    p.add_argument("--temperature", type=float, default=0.05)
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=3e-5)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    add_settings_flags(p, ContrastiveSettings)
 
-    def run_train(args: argparse.Namespace) -> None:
-        from albertkit.train.contrastive import ContrastiveOptions, train_sentence_embeddings
-
-        options = ContrastiveOptions(pooling=args.pooling, temperature=args.temperature, max_length=args.max_length)
+    def run(args: argparse.Namespace) -> None:
         result, before = train_sentence_embeddings(
             args.model, args.out, sentences=args.sentences, pairs=args.pairs, eval_pairs=args.eval_pairs,
-            options=options, batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
-            max_steps=args.max_steps, seed=args.seed,
+            config_path=args.config, resume=args.resume, **given_settings(args, ContrastiveSettings),
         )
         if before is not None:
             print(f"spearman before {before:.4f}, after {result.final_metrics.get('spearman', float('nan')):.4f}")
 
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run)
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
@@ -142,8 +138,6 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
 
     def run_build(args: argparse.Namespace) -> None:
-        from albertkit.inference.search import build_index
-
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling)
         print(f"indexed {count:,} texts into {args.index}")
@@ -157,8 +151,6 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON line per query")
 
     def run_query(args: argparse.Namespace) -> None:
-        from albertkit.inference.search import format_hits, query_index
-
         print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model), args.json))
 
     p.set_defaults(func=run_query)
@@ -177,7 +169,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", help="search index folder (built with the same model) for /v1/search")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.serve import serve
+        from albertkit.serve import serve  # needs fastapi and uvicorn (the serve extra)
 
         serve(args.model, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
               max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index)
@@ -190,8 +182,6 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="the output folder of a pretraining or fine-tuning run (holds log.jsonl)")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.report.render import write_report
-
         print(f"wrote {write_report(args.run_dir)}")
 
     p.set_defaults(func=run)
@@ -205,83 +195,19 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     _add_pretrain_run(pretrain_sub)
 
 
-def add_training_flags(p: argparse.ArgumentParser) -> None:
-    """Flags of the training loop, shared by `pretrain run` and `finetune`; each overrides the config file."""
-    p.add_argument("--config", default=None, help="YAML config; flags given on the command line override it")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps to run")
-    p.add_argument("--epochs", type=float, default=None, help="passes over the data (when --max-steps is not set)")
-    p.add_argument("--time-budget", dest="time_budget_minutes", type=float, default=None,
-                   help="minutes after which the run stops, evaluates and saves")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch size (all processes, all accumulation)")
-    p.add_argument("--micro-batch-size", type=int, default=None,
-                   help="rows per forward pass and process; smaller than the batch means gradient accumulation")
-    p.add_argument("--optimizer", choices=["lamb", "adamw"], default=None)
-    p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--warmup-steps", type=int, default=None)
-    p.add_argument("--schedule", choices=["linear", "cosine", "constant"], default=None, help="decay after warmup")
-    p.add_argument("--max-grad-norm", type=float, default=None, help="gradient clipping")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
-                   help="auto: bf16 on CUDA, fp32 on CPU")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
-    p.add_argument("--save-every", type=int, default=None, help="steps between checkpoints")
-    p.add_argument("--save-every-minutes", type=float, default=None, help="minutes between checkpoints")
-    p.add_argument("--keep-last", type=int, default=None, help="checkpoints to keep")
-    p.add_argument("--log-every", type=int, default=None, help="steps between log records")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
-
-
-TRAINING_FLAGS = (
-    "max_steps", "epochs", "time_budget_minutes", "batch_size", "micro_batch_size", "optimizer", "learning_rate",
-    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "precision", "compile", "eval_every", "save_every",
-    "save_every_minutes", "keep_last", "log_every", "seed",
-)
-
-
-def _column(value: str) -> str | int:
-    """A column given as a 0-based index (negative from the end) or a header name."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
-
-
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a task head: classification, pair, regression, ner or qa")
-    p.add_argument("--task", choices=["classification", "pair", "regression", "ner", "qa"],
-                   help="task type (default: the config file's `task`)")
     p.add_argument("--model", required=True, help="pretrained model folder (albertkit or any HF ALBERT folder)")
     p.add_argument("--train", required=True, help="training file: TSV/CSV/JSONL, CoNLL or chars<TAB>tags, SQuAD JSON")
     p.add_argument("--dev", required=True, help="dev file, same format; picks the best model and early stopping")
     p.add_argument("--test", default=None, help="evaluated with the best model at the end (test_metrics.json)")
     p.add_argument("--out", required=True, help="run folder: logs, checkpoints, best/ and final/ models, report")
-    p.add_argument("--text-column", type=_column, default=None, help="name or 0-based index (default 0)")
-    p.add_argument("--text-pair-column", type=_column, default=None, help="second text of pairs (default 1)")
-    p.add_argument("--label-column", type=_column, default=None, help="name or index (default: the last column)")
-    header = p.add_mutually_exclusive_group()
-    header.add_argument("--header", dest="header", action="store_true", default=None, help="files have a header row")
-    header.add_argument("--no-header", dest="header", action="store_false", help="files have no header row")
-    p.add_argument("--max-seq-length", type=int, default=None, help="default 128 (384 for qa)")
-    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap of context windows (default 128)")
-    p.add_argument("--max-query-length", type=int, default=None, help="qa: question tokens kept (default 64)")
-    p.add_argument("--lora-r", type=int, default=None, help="train LoRA adapters of this rank instead of all weights")
-    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA scaling (default 2 x rank)")
-    p.add_argument("--lora-dropout", type=float, default=None)
-    p.add_argument("--freeze-encoder", action="store_true", default=None, help="train the task head only")
-    p.add_argument("--early-stopping-patience", type=int, default=None,
-                   help="evaluations without improvement on dev before stopping")
-    add_training_flags(p)
+    add_settings_flags(p, FinetuneSettings)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.train.finetune import run_finetuning
-
-        flags = {name: getattr(args, name) for name in (*TRAINING_FLAGS, "early_stopping_patience", "text_column",
-                 "text_pair_column", "label_column", "header", "max_seq_length", "doc_stride", "max_query_length",
-                 "lora_r", "lora_alpha", "lora_dropout", "freeze_encoder")}
-        run_finetuning(args.task, args.model, args.train, args.dev, args.out, test_path=args.test,
-                       config_path=args.config, resume=args.resume, **flags)
+        settings = given_settings(args, FinetuneSettings)
+        run_finetuning(settings.pop("task", None), args.model, args.train, args.dev, args.out, test_path=args.test,
+                       config_path=args.config, resume=args.resume, **settings)
 
     p.set_defaults(func=run)
 
@@ -294,10 +220,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
 
     def run(args: argparse.Namespace) -> None:
-        import json
-
-        from albertkit.inference.predict import evaluate_model
-
         print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size), indent=2,
                          ensure_ascii=False))
 
@@ -312,8 +234,6 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.inference.predict import predict_file
-
         count = predict_file(args.model, args.input, args.output, args.batch_size)
         print(f"wrote {count:,} predictions to {args.output}")
 
@@ -330,7 +250,7 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.quickstart import run_quickstart
+        from albertkit.quickstart import run_quickstart  # it pulls in serve, which needs fastapi (an extra)
 
         run_quickstart(args.out, args.data, args.lang, pretrain_minutes=args.pretrain_minutes, seed=args.seed)
 
@@ -341,20 +261,13 @@ def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
     p = pretrain_sub.add_parser("run", help="pretrain with masked LM + sentence-order prediction")
     p.add_argument("--data", required=True, help="folder written by `albertkit pretrain prepare`")
     p.add_argument("--model", default=None, help="model folder to continue pretraining from")
-    p.add_argument("--preset", default=None, help="size of a new model: tiny, small, base, large, xlarge, xxlarge")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the one saved with the data)")
     p.add_argument("--out", required=True, help="run folder: logs, checkpoints, final/ model, report")
-    p.add_argument("--max-seq-length", type=int, default=None, help="default: the length the data was prepared for")
-    add_training_flags(p)
+    add_settings_flags(p, PretrainSettings)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.train.pretrain import run_pretraining
-
-        flags = {name: getattr(args, name) for name in TRAINING_FLAGS}
-        run_pretraining(
-            args.data, args.out, model_dir=args.model, tokenizer_dir=args.tokenizer, config_path=args.config,
-            resume=args.resume, preset=args.preset, max_seq_length=args.max_seq_length, **flags,
-        )
+        run_pretraining(args.data, args.out, model_dir=args.model, tokenizer_dir=args.tokenizer,
+                        config_path=args.config, resume=args.resume, **given_settings(args, PretrainSettings))
 
     p.set_defaults(func=run)
 
@@ -374,8 +287,6 @@ def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.data.prepare import prepare_pretraining_data
-
         prepare_pretraining_data(
             args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length, lang=args.lang,
             workers=args.workers, valid_fraction=args.valid_fraction, whole_word_mask=args.whole_word_mask,
@@ -396,8 +307,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
 
     def run(args: argparse.Namespace) -> None:
-        from albertkit.inference.export import export_model
-
         print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset).summary())
 
     p.set_defaults(func=run)

@@ -74,63 +74,74 @@ def run_quickstart(
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"data": {"corpus": [str(p) for p in data.corpus], "train": str(data.train),
                                         "dev": str(data.dev)}, "lang": lang}
-
     _say(1, "training a SentencePiece tokenizer")
-    vocab = vocab_size or (1200 if data_dir is None else 8000)
-    tokenizer = train_tokenizer(data.corpus, out / "tokenizer", vocab_size=vocab, lang=lang)
-    summary["tokenizer"] = {"folder": str(out / "tokenizer"), "vocab_size": tokenizer.vocab_size}
-
+    summary["tokenizer"] = train_sample_tokenizer(data, out, vocab_size or (1200 if data_dir is None else 8000))
     _say(2, "preparing pretraining data (sentences, SOP pairs, token shards)")
     prepared = prepare_pretraining_data(data.corpus, out / "tokenizer", out / "data", max_seq_length=128, lang=lang,
                                         valid_fraction=0.05, seed=seed)
     summary["prepared"] = {k: prepared[k] for k in ("documents", "sentences", "tokens")}
-
     _say(3, f"pretraining a tiny ALBERT with MLM + SOP ({pretrain_minutes:g} minutes)")
-    pretrain = run_pretraining(
-        out / "data", out / "pretrain", preset="tiny", max_steps=600, time_budget_minutes=pretrain_minutes,
-        batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=100, log_every=10, save_every_minutes=None,
-        seed=seed,
-    )
-    summary["pretrain"] = {"steps": pretrain.steps, "metrics": pretrain.final_metrics,
-                           "folder": str(out / "pretrain" / "final"), "report": str(out / "pretrain" / "report.html")}
-
+    summary["pretrain"] = pretrain_sample(out, pretrain_minutes, seed)
     _say(4, "fine-tuning it for sentiment classification")
-    finetune = run_finetuning(
-        "classification", out / "pretrain" / "final", data.train, data.dev, out / "finetune", epochs=6,
-        batch_size=16, learning_rate=2e-4, seed=seed,
-    )
-    summary["finetune"] = {"best_metric": finetune.best_metric, "best_step": finetune.best_step,
-                           "folder": str(out / "finetune" / "best"), "report": str(out / "finetune" / "report.html")}
-
+    summary["finetune"] = finetune_sample(data, out, seed)
     _say(5, "evaluating the best model on the dev set")
-
     summary["evaluate"] = evaluate_model(out / "finetune" / "best", data.dev, output=out / "dev_metrics.json")
     print(json.dumps(summary["evaluate"], indent=2))
-
     _say(6, "fill-mask with the pretrained model")
-    masked_lm = TaskModel(out / "pretrain" / "final")
     examples = FILL_MASK_EXAMPLES.get(lang, FILL_MASK_EXAMPLES["en"]) if data_dir is None else []
-    fills = masked_lm.fill_mask([(text, 3) for text in examples]) if examples else []
-    summary["fill_mask"] = []
-    for text, result in zip(examples, fills, strict=True):
-        candidates = [c["token"] for c in result[0]]
-        summary["fill_mask"].append({"text": text, "candidates": candidates})
-        print(f"  {text}  →  {', '.join(candidates)}")
-
+    summary["fill_mask"] = fill_masks(out / "pretrain" / "final", examples)
     # The pooled [CLS] vector is what the classifier reads, so its neighbours share the query's sentiment.
     _say(7, "nearest neighbours among the dev sentences (the fine-tuned model's pooled [CLS] vectors)")
-    build_index(out / "finetune" / "best", data.dev, out / "index", text_column="sentence" if data_dir is None else 0,
-                pooling="pooler")
-    queries = NEIGHBOUR_QUERIES.get(lang, NEIGHBOUR_QUERIES["en"])
-    summary["neighbours"] = []
-    for query, hits in zip(queries, query_index(out / "index", queries, k=3), strict=True):
-        summary["neighbours"].append({"query": query, "hits": [{"text": h.text, "score": h.score} for h in hits]})
-        print(f"  {query}")
-        for hit in hits:
-            print(f"      {hit.score:.3f}  {hit.text}")
-
+    summary["neighbours"] = nearest_neighbours(out, data.dev, "sentence" if data_dir is None else 0,
+                                               NEIGHBOUR_QUERIES.get(lang, NEIGHBOUR_QUERIES["en"]))
     summary["minutes"] = round((time.perf_counter() - started) / 60, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     print(f"\ndone in {summary['minutes']} minutes. Open {out / 'pretrain' / 'report.html'} and "
           f"{out / 'finetune' / 'report.html'}; everything is in {out}/")
     return summary
+
+
+def train_sample_tokenizer(data: QuickstartData, out: Path, vocab_size: int) -> dict[str, Any]:
+    tokenizer = train_tokenizer(data.corpus, out / "tokenizer", vocab_size=vocab_size, lang=data.lang)
+    return {"folder": str(out / "tokenizer"), "vocab_size": tokenizer.vocab_size}
+
+
+def pretrain_sample(out: Path, minutes: float, seed: int) -> dict[str, Any]:
+    """A tiny ALBERT pretrained for `minutes`: the learning-rate schedule is planned to end with the budget."""
+    result = run_pretraining(
+        out / "data", out / "pretrain", preset="tiny", max_steps=600, time_budget_minutes=minutes,
+        batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=100, log_every=10, save_every_minutes=None,
+        seed=seed,
+    )
+    return {"steps": result.steps, "metrics": result.final_metrics, "folder": str(out / "pretrain" / "final"),
+            "report": str(out / "pretrain" / "report.html")}
+
+
+def finetune_sample(data: QuickstartData, out: Path, seed: int) -> dict[str, Any]:
+    result = run_finetuning("classification", out / "pretrain" / "final", data.train, data.dev, out / "finetune",
+                            epochs=6, batch_size=16, learning_rate=2e-4, seed=seed)
+    return {"best_metric": result.best_metric, "best_step": result.best_step,
+            "folder": str(out / "finetune" / "best"), "report": str(out / "finetune" / "report.html")}
+
+
+def fill_masks(model_dir: Path, examples: list[str]) -> list[dict[str, Any]]:
+    """The three likeliest fillers of each example's [MASK], printed and returned."""
+    fills = TaskModel(model_dir).fill_mask([(text, 3) for text in examples]) if examples else []
+    found = []
+    for text, result in zip(examples, fills, strict=True):
+        candidates = [c["token"] for c in result[0]]
+        found.append({"text": text, "candidates": candidates})
+        print(f"  {text}  →  {', '.join(candidates)}")
+    return found
+
+
+def nearest_neighbours(out: Path, dev: Path, text_column: str | int, queries: list[str]) -> list[dict[str, Any]]:
+    """The dev sentences nearest to each query under the fine-tuned model, printed and returned."""
+    build_index(out / "finetune" / "best", dev, out / "index", text_column=text_column, pooling="pooler")
+    found = []
+    for query, hits in zip(queries, query_index(out / "index", queries, k=3), strict=True):
+        found.append({"query": query, "hits": [{"text": h.text, "score": h.score} for h in hits]})
+        print(f"  {query}")
+        for hit in hits:
+            print(f"      {hit.score:.3f}  {hit.text}")
+    return found

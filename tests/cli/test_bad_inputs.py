@@ -22,8 +22,8 @@ from albertkit.inference.embed import Encoder
 from albertkit.modeling.config import AlbertConfig
 from albertkit.tokenization.sentencepiece import AlbertTokenizer
 from albertkit.tokenization.training import train_tokenizer
-from albertkit.train.loop import TrainConfig
-from albertkit.train.settings import dataclass_from, load_yaml_config
+from albertkit.train.pretrain import PretrainSettings
+from albertkit.train.settings import load_settings
 
 TEXT = ("The film is good. It was fun to watch.\nThe cast is great.\n\n"
         "A second document. It has two sentences.\n")
@@ -174,11 +174,17 @@ def prepared(folders, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(("yaml", "message"), [
-    ("learning_rate: 0.1\nlearnig_rate: 0.2\n", "{path}: unknown config key(s): learnig_rate; known keys: "),
-    ("model:\n  hiden_size: 64\n", "{path}: unknown config key(s): hiden_size; known keys: architectures, "),
-    ("learning_rate: fast\n", "{path}: learning_rate must be float, not 'fast'"),
-    ("warmup_steps: 10.5\n", "{path}: warmup_steps must be int or null, not 10.5"),
-    ("model: 64\n", "{path}: model must be dict, not 64"),
+    ("learning_rate: 0.1\nlearnig_rate: 0.2\n", "{path}:2: unknown config key 'learnig_rate'; did you mean "
+     "'learning_rate'?"),
+    ("lr: 0.1\n", "{path}:1: unknown config key 'lr'; known keys: adam_epsilon, batch_size, "),
+    ("model:\n  num_hidden_layers: 2\n  hiden_size: 64\n",
+     "{path}:3: unknown model key 'hiden_size'; did you mean 'hidden_size'?"),
+    ("learning_rate: fast\n", "{path}:1: learning_rate must be float, not 'fast'"),
+    ("\nwarmup_steps: 10.5\n", "{path}:2: warmup_steps must be int or null, not 10.5"),
+    ("model: 64\n", "{path}:1: model must be dict, not 64"),
+    ("optimizer: sgd\n", "{path}:1: optimizer must be one of lamb, adamw, not 'sgd'"),
+    ("batch_size: 0\n", "{path}:1: batch_size must be at least 1, not 0"),
+    ("seed: 1\nseed: 2\n", "{path}:2: key 'seed' appears twice (lines 1 and 2)"),
     ("batch_size: [1, 2\n", "{path}:2: invalid YAML: expected ',' or ']', but got '<stream end>'"),
     ("- a list\n- not a mapping\n", "{path}: a config file must be a mapping of keys to values"),
 ])
@@ -193,9 +199,9 @@ def test_pretrain_run_config_mistakes(prepared, tmp_path, capsys, yaml, message)
 def test_yaml_numbers_without_a_dot_are_floats(tmp_path) -> None:
     # YAML 1.1 (PyYAML) reads 1e-4 as a string; a float field takes it as the number it means.
     config = write(tmp_path / "lr.yaml", b"learning_rate: 1e-4\nwarmup_ratio: 0\n")
-    train_config = dataclass_from(TrainConfig, load_yaml_config(config), config)
-    assert (train_config.learning_rate, train_config.warmup_ratio) == (1e-4, 0.0)
-    assert isinstance(train_config.warmup_ratio, float)
+    settings = load_settings(PretrainSettings, config)
+    assert (settings.learning_rate, settings.warmup_ratio) == (1e-4, 0.0)
+    assert isinstance(settings.warmup_ratio, float)
 
 
 # --- embed ------------------------------------------------------------------------------------------------------

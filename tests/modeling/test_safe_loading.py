@@ -25,7 +25,8 @@ from albertkit.modeling.model import AlbertForSequenceClassification, AlbertMode
 from albertkit.modeling.weights import PICKLE_WEIGHTS_NAME, WEIGHTS_NAME
 from albertkit.serve import app as serve_app
 from albertkit.train import checkpoints as ckpt
-from albertkit.train.loop import TrainConfig, train
+from albertkit.train.loop import train
+from albertkit.train.settings import TrainSettings
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "albertkit"
 
@@ -109,7 +110,7 @@ def test_truncated_safetensors_is_a_one_line_error(folders: dict[str, Path], tmp
 def crashed_run(run_dir: Path) -> Path:
     """A toy training run that crashed after its step-3 and step-6 checkpoints; returns the step-6 folder."""
     with pytest.raises(Crash):
-        train(new_model(), ToyTask(crash_at_step=8), TrainConfig(**CONFIG), run_dir)
+        train(new_model(), ToyTask(crash_at_step=8), TrainSettings(**CONFIG), run_dir)
     return run_dir / "checkpoints" / "step-00000006"
 
 
@@ -132,7 +133,7 @@ def test_resume_refuses_a_trainer_state_with_a_payload(tmp_path: Path) -> None:
     assert ckpt.verify_checkpoint(checkpoint) is None
     with pytest.raises(UserError, match=r"step-00000006/trainer_state.pt: refusing to load: the pickle would call "
                                         r"io.open"):
-        train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "run", resume=True)
+        train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path / "run", resume=True)
     assert not marker.exists()
 
 
@@ -142,7 +143,7 @@ def test_resume_skips_a_tampered_checkpoint_without_running_it(tmp_path: Path, c
     checkpoint = crashed_run(tmp_path / "run")
     plant_payload(checkpoint, marker, update_manifest=False)  # the manifest's sha256 no longer matches
     capsys.readouterr()
-    result = train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "run", resume=True)
+    result = train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path / "run", resume=True)
     assert result.steps == 12
     assert f"skipping checkpoint {checkpoint}: trainer_state.pt is" in caplog.text
     assert f"resuming from {checkpoint.with_name('step-00000003')} (step 3)" in capsys.readouterr().out
@@ -151,7 +152,7 @@ def test_resume_skips_a_tampered_checkpoint_without_running_it(tmp_path: Path, c
 
 def test_a_checkpoint_write_killed_before_its_rename_is_never_loaded(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "straight")
+    train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path / "straight")
     rename = os.replace
 
     def killed_at_step_6(source, target):
@@ -161,12 +162,12 @@ def test_a_checkpoint_write_killed_before_its_rename_is_never_loaded(tmp_path: P
 
     monkeypatch.setattr(os, "replace", killed_at_step_6)
     with pytest.raises(Crash):
-        train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed")
+        train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path / "killed")
     monkeypatch.undo()
     checkpoints = tmp_path / "killed" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == [".step-00000006.partial", "step-00000003"]
     assert [c.step for c in ckpt.list_checkpoints(checkpoints)] == [3]
-    result = train(new_model(), ToyTask(), TrainConfig(**CONFIG), tmp_path / "killed", resume=True)
+    result = train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path / "killed", resume=True)
     assert result.steps == 12 and not list(checkpoints.glob(".*.partial"))
     straight, resumed = (load_file(str(tmp_path / run / "final" / WEIGHTS_NAME)) for run in ("straight", "killed"))
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)

@@ -14,7 +14,8 @@ from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.model import AlbertForSequenceClassification
 from albertkit.report.render import format_duration, format_value, write_report
 from albertkit.report.runlog import read_log
-from albertkit.train.loop import TrainConfig, train
+from albertkit.train.loop import train
+from albertkit.train.settings import TrainSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CURVES = ["loss.png", "eval_metrics.png", "learning_rate.png", "throughput.png", "grad_norm.png"]
@@ -59,8 +60,8 @@ def trained_run(tmp_path_factory):
     torch.manual_seed(0)
     config = AlbertConfig(vocab_size=20, embedding_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=32, max_position_embeddings=16)
-    train_config = TrainConfig(max_steps=12, batch_size=16, learning_rate=1e-2, eval_every=4, save_every=6,
-                               save_every_minutes=None, log_every=2, keep_last=2)
+    train_config = TrainSettings(max_steps=12, batch_size=16, learning_rate=1e-2, eval_every=4, save_every=6,
+                                 save_every_minutes=None, log_every=2, keep_last=2)
     (run_dir / "config.yaml").write_text("learning_rate: 0.01\nmax_steps: 12\ntask: parity\n")
     info = {"task": "classification", "data": "toy parity data", "parameters": 4242, "model_config": config.to_dict()}
     train(AlbertForSequenceClassification(config), ParityTask(), train_config, run_dir, run_info=info)

@@ -4,27 +4,23 @@ from pathlib import Path
 
 import pytest
 
+from albertkit.errors import UserError
 from albertkit.tasks.spec import read_train_examples
-from albertkit.train.finetune import FINETUNE_DEFAULTS, FinetuneOptions, _task_spec
-from albertkit.train.loop import TrainConfig
-from albertkit.train.pretrain import PretrainOptions
-from albertkit.train.settings import dataclass_from, field_names, load_yaml_config, merge_config
+from albertkit.train.finetune import FinetuneSettings, _task_spec
+from albertkit.train.pretrain import PretrainSettings
+from albertkit.train.settings import load_settings, read_yaml_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "pretrain").glob("*.yaml")), ids=lambda p: p.name)
 def test_pretrain_configs_have_known_keys(path):
-    values = merge_config(load_yaml_config(path), {}, field_names(TrainConfig, PretrainOptions), path)
-    assert values["optimizer"] == "lamb"
+    settings = load_settings(PretrainSettings, path)
+    assert settings.optimizer == "lamb" and settings.preset == path.stem
 
 
 def task_spec_of(path: Path):
-    values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(path)}, {},
-                          field_names(TrainConfig, FinetuneOptions) | {"task"}, path)
-    task = values.pop("task")
-    dataclass_from(TrainConfig, values, path)
-    return _task_spec(task, dataclass_from(FinetuneOptions, values, path))
+    return _task_spec(load_settings(FinetuneSettings, path))
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "tasks").glob("*.yaml")), ids=lambda p: p.name)
@@ -52,24 +48,20 @@ def test_task_configs_read_their_data_set(shared_data, name, data, task, labels)
 
 
 def test_base_config_is_the_papers_recipe():
-    values = load_yaml_config(CONFIGS / "pretrain" / "base.yaml")
-    assert (values["learning_rate"], values["batch_size"], values["max_steps"], values["warmup_steps"],
-            values["max_seq_length"]) == (0.00176, 4096, 125000, 3125, 512)
+    settings = load_settings(PretrainSettings, CONFIGS / "pretrain" / "base.yaml")
+    assert (settings.learning_rate, settings.batch_size, settings.max_steps, settings.warmup_steps,
+            settings.max_seq_length) == (0.00176, 4096, 125000, 3125, 512)
 
 
-def test_unknown_key_names_the_file(tmp_path):
-    from albertkit.errors import UserError
-
+def test_unknown_key_names_the_file_and_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("learning_rate: 0.1\nlearnig_rate: 0.2\n")
-    with pytest.raises(UserError, match=r"bad.yaml: unknown config key\(s\): learnig_rate"):
-        merge_config(load_yaml_config(path), {}, field_names(TrainConfig, PretrainOptions), path)
+    with pytest.raises(UserError, match=r"bad.yaml:2: unknown config key 'learnig_rate'; did you mean 'learning_rate'\?"):
+        load_settings(PretrainSettings, path)
 
 
 def test_malformed_yaml_names_the_line(tmp_path):
-    from albertkit.errors import UserError
-
     path = tmp_path / "broken.yaml"
     path.write_text("learning_rate: 0.1\nbatch_size: [1, 2\n")
     with pytest.raises(UserError, match=r"broken.yaml:\d+: invalid YAML"):
-        load_yaml_config(path)
+        read_yaml_config(path)

@@ -14,7 +14,14 @@ from albertkit.cli import main
 from albertkit.errors import UserError
 from albertkit.inference.embed import Encoder
 from albertkit.modeling.config import AlbertConfig
-from albertkit.train.contrastive import read_sentence_pairs, similarity_spearman, train_sentence_embeddings
+from albertkit.report.runlog import read_log
+from albertkit.train.contrastive import (
+    ContrastiveSettings,
+    read_sentence_pairs,
+    similarity_spearman,
+    train_sentence_embeddings,
+)
+from albertkit.train.settings import load_settings
 
 
 def adjective(sentence: str) -> str:
@@ -63,7 +70,7 @@ def test_supervised_pairs_raise_spearman(folders: dict[str, Path]) -> None:
 def test_cli_unsupervised_simcse_changes_the_encoder(folders: dict[str, Path]) -> None:
     run = folders["root"] / "simcse"
     assert main(["embed-train", "--model", str(folders["cls"]), "--out", str(run), "--sentences",
-                 str(folders["corpus"]), "--batch-size", "32", "--learning-rate", "1e-4", "--max-steps", "4"]) == 0
+                 str(folders["corpus"]), "--batch-size", "32", "--lr", "1e-4", "--max-steps", "4"]) == 0
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logged if r["kind"] == "train"]
     assert losses and all(0 < loss < np.log(32) + 1 for loss in losses)  # InfoNCE over 32 candidates
@@ -80,3 +87,21 @@ def test_bad_inputs(folders: dict[str, Path], tmp_path: Path) -> None:
     bad.write_text("a\tb\t1\nc\td\tmaybe\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.tsv:2: score 'maybe' is not a number"):
         read_sentence_pairs(bad)
+
+
+def test_cli_takes_a_config_writes_the_effective_one_and_resumes(folders: dict[str, Path]) -> None:
+    run = folders["root"] / "configured"
+    config = folders["root"] / "simcse.yaml"
+    config.write_text("learning_rate: 0.0003\nbatch_size: 32\ntemperature: 0.1\nsave_every: 2\n")
+    args = ["embed-train", "--model", str(folders["cls"]), "--out", str(run), "--sentences", str(folders["corpus"]),
+            "--config", str(config), "--lr", "1e-4"]
+    assert main([*args, "--max-steps", "4"]) == 0
+    saved = load_settings(ContrastiveSettings, run / "config.yaml")
+    assert (saved.learning_rate, saved.batch_size, saved.temperature, saved.max_steps) == (1e-4, 32, 0.1, 4)
+    assert f"# sentences: {folders['corpus']}" in (run / "config.yaml").read_text()
+    # --resume continues from the checkpoint of step 4 to the new limit; the log keeps each record once.
+    assert main([*args, "--max-steps", "6", "--resume"]) == 0
+    assert [r["step"] for r in read_log(run) if r["kind"] == "train"] == [4, 6]
+    assert [r["step"] for r in read_log(run) if r["kind"] == "start"] == [0, 4]
+    assert json.loads((run / "final" / "albertkit.json").read_text())["summary"]["steps"] == 6
+    assert (run / "report.html").is_file()

@@ -181,7 +181,7 @@ def test_vocabulary_mismatch_and_long_sequences_are_user_errors(base_model, sent
     config = tmp_path / "task.yaml"
     config.write_text("learning_rate: 0.1\nepochz: 2\n")
     assert main([*args, "--config", str(config)]) == 2
-    assert "unknown config key(s): epochz" in capsys.readouterr().err
+    assert "task.yaml:2: unknown config key 'epochz'; did you mean 'epochs'?" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 
 from albertkit.cli import main
 from albertkit.report.runlog import read_log
+from albertkit.train.pretrain import PretrainSettings
+from albertkit.train.settings import load_settings
 
 ALBERTKIT = [sys.executable, "-m", "albertkit.cli"]
 RUN_FLAGS = ["--preset", "tiny", "--batch-size", "8", "--log-every", "1", "--seed", "3", "--lr", "1e-3"]
@@ -61,6 +63,11 @@ def test_pretraining_writes_a_folder_transformers_loads(prepared_corpus, tmp_pat
     assert len(losses) == 6 and losses[-1] < losses[0]
     tokenizer = transformers.AlbertTokenizer.from_pretrained(out / "final")
     assert tokenizer("the cat")["input_ids"][0] == 2
+    # config.yaml holds every setting of the run (defaults, file and flags) and serves as --config again.
+    saved = load_settings(PretrainSettings, out / "config.yaml")
+    assert (saved.preset, saved.batch_size, saved.learning_rate, saved.seed, saved.max_steps) == ("tiny", 8, 1e-3, 3, 6)
+    assert saved.model["hidden_size"] == 64 and saved.optimizer == "lamb"
+    assert (out / "report.html").is_file()
 
 
 def test_max_seq_length_above_positions_is_a_user_error(prepared_corpus, tmp_path, capsys):

@@ -29,23 +29,31 @@ from albertkit.inference.embed import (
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import AlbertModel, AlbertOutput
+from albertkit.report.render import write_report
 from albertkit.tasks.metrics import spearman
 from albertkit.tokenization.loading import load_tokenizer
-from albertkit.train.loop import TrainConfig, TrainResult, train
-
-# SimCSE's recipe (batch 64, lr 3e-5, one epoch) with the loop's names.
-CONTRASTIVE_DEFAULTS: dict[str, Any] = dict(batch_size=64, learning_rate=3e-5, epochs=1.0, warmup_ratio=0.0)
+from albertkit.train.engine import is_main_process
+from albertkit.train.loop import TrainResult, train
+from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
 
 @dataclass
-class ContrastiveOptions:
-    """The contrastive objective; the loop's settings (batch size, learning rate, ...) are in `TrainConfig`."""
+class ContrastiveSettings(TrainSettings):
+    """`albertkit embed-train`: the loop's settings with SimCSE's recipe (batch 64, lr 3e-5, one epoch, no
+    warmup) as defaults, and the contrastive objective."""
 
-    pooling: str = "mean"
-    temperature: float = 0.05
-    max_length: int = 64
-    dropout: float = 0.1  # the noise that makes the two views of a sentence differ (unsupervised)
-    positive_threshold: float = 1.0  # supervised: pairs scored at least this are positives
+    batch_size: int = 64
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.0
+    pooling: str = setting("mean", "how token vectors become one sentence vector", choices=POOLINGS)
+    temperature: float = setting(0.05, "softmax temperature of the InfoNCE loss over cosine similarities",
+                                 minimum=1e-6)
+    max_seq_length: int = setting(64, "tokens per sentence, [CLS] and [SEP] included", minimum=3)
+    dropout: float = setting(0.1, "dropout while training: the noise that makes a sentence's two views differ "
+                             "(unsupervised)", minimum=0)
+    positive_threshold: float = setting(1.0, "supervised: pairs scored at least this are positives")
+    skip_bad_rows: bool = setting(False, "skip (and report) rows of the input files that cannot be read, instead "
+                                  "of stopping at the first")
 
 
 @dataclass
@@ -103,7 +111,7 @@ class ContrastiveTask:
     greater_is_better = True
 
     def __init__(self, tokenizer: Any, anchors: list[np.ndarray], positives: list[np.ndarray] | None,
-                 eval_pairs: SentencePairs | None, options: ContrastiveOptions, seed: int, info: dict[str, Any]):
+                 eval_pairs: SentencePairs | None, options: ContrastiveSettings, seed: int, info: dict[str, Any]):
         self.tokenizer = tokenizer
         self.anchors = anchors
         self.positives = positives
@@ -140,7 +148,7 @@ class ContrastiveTask:
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         if self.eval_pairs is None:
             return {}
-        encoder = Encoder.from_model(model.albert, self.tokenizer, self.options.max_length)
+        encoder = Encoder.from_model(model.albert, self.tokenizer, self.options.max_seq_length)
         return {"spearman": similarity_spearman(encoder, self.eval_pairs, self.options.pooling)}
 
     def save_model(self, model: torch.nn.Module, directory: Path, summary: dict[str, Any]) -> None:
@@ -159,27 +167,57 @@ def train_sentence_embeddings(
     sentences: str | Path | None = None,
     pairs: str | Path | None = None,
     eval_pairs: str | Path | None = None,
-    options: ContrastiveOptions | None = None,
-    **train_flags: Any,
+    config_path: str | Path | None = None,
+    resume: bool = False,
+    **settings: Any,
 ) -> tuple[TrainResult, float | None]:
-    """Fine-tune the encoder of `model_dir` for sentence similarity; the model lands in `out_dir/final`.
+    """`albertkit embed-train`: fine-tune the encoder of `model_dir` for sentence similarity; the model lands in
+    `out_dir/final`.
 
     `sentences` (one per line, or a .tsv/.csv column 0): unsupervised SimCSE. `pairs` (sentence1, sentence2,
-    label columns): supervised, positives where the label reaches `options.positive_threshold`. `eval_pairs`:
-    Spearman correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
-    `train_flags` are `TrainConfig` fields (batch_size, learning_rate, epochs, max_steps, seed, ...).
+    label columns): supervised, positives where the label reaches `positive_threshold`. `eval_pairs`: Spearman
+    correlation on held-out pairs, before training (returned) and at each evaluation (in the result).
+    `settings` are `ContrastiveSettings` fields; they override the YAML file `config_path`, which overrides the
+    defaults.
     """
-    options = options or ContrastiveOptions()
     if (sentences is None) == (pairs is None):
         raise UserError("give either sentences (unsupervised SimCSE) or labeled pairs (supervised), not both")
-    if options.pooling not in POOLINGS:
-        raise UserError(f"unknown pooling {options.pooling!r}; choose one of {', '.join(POOLINGS)}")
-    config = TrainConfig(**{**CONTRASTIVE_DEFAULTS, **train_flags})
+    options = load_settings(ContrastiveSettings, config_path, settings)
     tokenizer = load_tokenizer(model_dir)
     original = AlbertConfig.from_pretrained(model_dir)
     albert = AlbertModel.from_pretrained(model_dir, hidden_dropout_prob=options.dropout,
                                          attention_probs_dropout_prob=options.dropout)
-    max_length = min(options.max_length, albert.config.max_position_embeddings)
+    max_length = min(options.max_seq_length, albert.config.max_position_embeddings)
+    anchors, positives, mode = read_training_sentences(tokenizer, sentences, pairs, options.positive_threshold,
+                                                       max_length)
+    if len(anchors) < options.batch_size:
+        raise UserError(f"{len(anchors)} training examples, fewer than one batch of {options.batch_size}",
+                        sentences or pairs)
+    held_out = read_sentence_pairs(eval_pairs) if eval_pairs is not None else None
+    info = {"mode": mode, "base_model": str(model_dir), "temperature": options.temperature,
+            "dropout": [original.hidden_dropout_prob, original.attention_probs_dropout_prob]}
+    task = ContrastiveTask(tokenizer, anchors, positives, held_out, options, options.seed, info)
+    model = SentenceEncoder(albert, options.pooling)
+    before = None
+    if held_out is not None:
+        model.eval()
+        before = task.evaluate(model)["spearman"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_settings(out_dir, options, "embed-train", {"model": model_dir, "sentences": sentences, "pairs": pairs,
+                                                    "eval_pairs": eval_pairs}, resume)
+    result = train(model, task, options, out_dir, resume=resume,
+                   run_info={"task": "sentence-embeddings", "mode": mode, "spearman_before": before})
+    if is_main_process():
+        print(f"report: {write_report(out_dir)}")
+    return result, before
+
+
+def read_training_sentences(
+    tokenizer: Any, sentences: str | Path | None, pairs: str | Path | None, positive_threshold: float, max_length: int
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, str]:
+    """(anchors, positives, mode) as token ids: `sentences` give anchors without positives (unsupervised), `pairs`
+    give the pairs scored at least `positive_threshold` (supervised)."""
 
     def tokenize(texts: list[str]) -> list[np.ndarray]:
         return with_special_tokens(tokenizer.encode_batch(texts), tokenizer.cls_token_id, tokenizer.sep_token_id,
@@ -188,24 +226,8 @@ def train_sentence_embeddings(
     if sentences is not None:
         texts = [text for _, text in iter_input_texts(sentences, 0 if Path(sentences).suffix in (".tsv", ".csv")
                                                       else None) if text.strip()]
-        anchors, positives, mode = tokenize(texts), None, "unsupervised"
-    else:
-        labeled = read_sentence_pairs(pairs)
-        keep = np.flatnonzero(labeled.scores >= options.positive_threshold)
-        anchors = tokenize([labeled.first[i] for i in keep])
-        positives, mode = tokenize([labeled.second[i] for i in keep]), "supervised"
-    if len(anchors) < config.batch_size:
-        raise UserError(f"{len(anchors)} training examples, fewer than one batch of {config.batch_size}",
-                        sentences or pairs)
-    held_out = read_sentence_pairs(eval_pairs) if eval_pairs is not None else None
-    info = {"mode": mode, "base_model": str(model_dir), "temperature": options.temperature,
-            "dropout": [original.hidden_dropout_prob, original.attention_probs_dropout_prob]}
-    task = ContrastiveTask(tokenizer, anchors, positives, held_out, options, config.seed, info)
-    model = SentenceEncoder(albert, options.pooling)
-    before = None
-    if held_out is not None:
-        model.eval()
-        before = task.evaluate(model)["spearman"]
-    result = train(model, task, config, out_dir, run_info={"task": "sentence-embeddings", "mode": mode,
-                                                           "spearman_before": before})
-    return result, before
+        return tokenize(texts), None, "unsupervised"
+    labeled = read_sentence_pairs(pairs)
+    keep = np.flatnonzero(labeled.scores >= positive_threshold)
+    return (tokenize([labeled.first[i] for i in keep]), tokenize([labeled.second[i] for i in keep]),
+            "supervised")

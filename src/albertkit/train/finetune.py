@@ -25,18 +25,14 @@ from albertkit.modeling.model import (
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
 )
+from albertkit.report.render import write_report
 from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import primary_metric
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
 from albertkit.tokenization.loading import load_tokenizer
-from albertkit.train.loop import TrainConfig, TrainResult, train
-from albertkit.train.settings import (
-    dataclass_from,
-    field_names,
-    load_yaml_config,
-    merge_config,
-    save_effective_config,
-)
+from albertkit.train.engine import is_main_process
+from albertkit.train.loop import TrainResult, train
+from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
 HEADS = {
     "classification": AlbertForSequenceClassification,
@@ -50,28 +46,30 @@ LORA_TARGETS = ["query", "key", "value", "dense", "ffn", "ffn_output"]
 HEAD_MODULES = {"classification": ["classifier"], "pair": ["classifier"], "regression": ["classifier"],
                 "ner": ["classifier"], "qa": ["qa_outputs"]}
 
-FINETUNE_DEFAULTS: dict[str, Any] = dict(
-    optimizer="adamw", learning_rate=5e-5, batch_size=32, epochs=3.0, warmup_ratio=0.1, weight_decay=0.01,
-    log_every=20, save_every_minutes=30.0,
-)
 
 
 @dataclass
-class FinetuneOptions:
-    """How to read the task's files and which parameters train; the loop's settings are in `TrainConfig`."""
+class FinetuneSettings(TrainSettings):
+    """`albertkit finetune`: the loop's settings with fine-tuning's defaults (AdamW at 5e-5, three epochs), the
+    task and how its files are read, and which parameters train."""
 
-    text_column: str | int | None = None
-    text_pair_column: str | int | None = None
-    label_column: str | int | None = None
-    header: bool | None = None
-    max_seq_length: int | None = None
-    doc_stride: int | None = None
-    max_query_length: int | None = None
-    lora_r: int | None = None
-    lora_alpha: float | None = None
-    lora_dropout: float = 0.1
-    freeze_encoder: bool = False
-    eval_batch_size: int = 64
+    epochs: float = 3.0
+    log_every: int = 20
+    task: str | None = setting(None, "task type (required here or as `task:` in the config file)", choices=HEADS)
+    text_column: str | int | None = setting(None, "text column: header name or 0-based index", unset="0")
+    text_pair_column: str | int | None = setting(None, "second text of a pair: name or index", unset="1")
+    label_column: str | int | None = setting(None, "label column: name or index", unset="the last column")
+    header: bool | None = setting(None, "whether the files start with a header row", unset="detected")
+    max_seq_length: int | None = setting(None, "tokens per example", minimum=8, unset="128; 384 for qa")
+    doc_stride: int | None = setting(None, "qa: overlap of context windows in tokens", minimum=1, unset="128")
+    max_query_length: int | None = setting(None, "qa: question tokens kept", minimum=1, unset="64")
+    lora_r: int | None = setting(None, "train LoRA adapters of this rank instead of all weights", minimum=1)
+    lora_alpha: float | None = setting(None, "LoRA scaling", minimum=0, unset="2 x rank")
+    lora_dropout: float = setting(0.1, "dropout on the LoRA adapters' input", minimum=0)
+    freeze_encoder: bool = setting(False, "train the task head only")
+    eval_batch_size: int = setting(64, "rows per forward pass when evaluating on dev", minimum=1)
+    skip_bad_rows: bool = setting(False, "skip (and report) rows of the train and dev files that cannot be read, "
+                                  "instead of stopping at the first")
 
 
 class FinetuningTask:
@@ -127,7 +125,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneOptions) -> torch.nn.Module:
+def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneSettings) -> torch.nn.Module:
     """The task's head on the encoder of `model_dir`, with LoRA or a frozen encoder when asked."""
     overrides: dict[str, Any] = {"id2label": spec.id2label if spec.task not in ("regression", "qa") else None}
     if spec.task == "regression":
@@ -151,10 +149,11 @@ def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneOptions)
     return model
 
 
-def _task_spec(task: str, options: FinetuneOptions) -> TaskSpec:
+def _task_spec(options: FinetuneSettings) -> TaskSpec:
+    """The task and how its files are read, from the settings that name TaskSpec fields (None: TaskSpec's default)."""
     values = {k: v for k, v in dataclasses.asdict(options).items()
               if k in {f.name for f in dataclasses.fields(TaskSpec)} and v is not None}
-    return TaskSpec(task, **values)
+    return TaskSpec(**values)
 
 
 def run_finetuning(
@@ -167,42 +166,41 @@ def run_finetuning(
     test_path: str | Path | None = None,
     config_path: str | Path | None = None,
     resume: bool = False,
-    **flags: Any,
+    **settings: Any,
 ) -> TrainResult:
-    """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it."""
+    """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it.
+
+    `settings` are `FinetuneSettings` fields; they override the YAML file `config_path`, which overrides the
+    defaults. `task` (None: the config file's) is the `task` setting."""
     out_dir = Path(out_dir)
-    values = merge_config({**FINETUNE_DEFAULTS, **load_yaml_config(config_path)}, flags,
-                          field_names(TrainConfig, FinetuneOptions) | {"task"}, config_path)
-    config_task = values.pop("task", None)
-    task = task or config_task
-    if task is None:
+    options = load_settings(FinetuneSettings, config_path, {**settings, **({"task": task} if task else {})})
+    if options.task is None:
         raise UserError("no task: pass --task or set `task:` in the config file")
-    train_config = dataclass_from(TrainConfig, values, config_path)
-    options = dataclass_from(FinetuneOptions, values, config_path)
     tokenizer = load_tokenizer(model_dir)
     with reporting_skipped_rows():
-        spec, train_examples = read_train_examples(_task_spec(task, options), train_path)
+        spec, train_examples = read_train_examples(_task_spec(options), train_path)
         dev_examples = read_examples(spec, dev_path)
     if not train_examples or not dev_examples:
         raise UserError("no examples to train on" if not train_examples else "no dev examples",
                         train_path if not train_examples else dev_path)
-    torch.manual_seed(train_config.seed)  # the new head's initial weights follow the run's seed
+    torch.manual_seed(options.seed)  # the new head's initial weights follow the run's seed
     model = build_model(spec, model_dir, options)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
                         f"{model.config.vocab_size}", model_dir)
     task_impl = FinetuningTask(spec, tokenizer, featurize(spec, tokenizer, train_examples), dev_examples,
-                               featurize(spec, tokenizer, dev_examples), train_config.seed, options.eval_batch_size)
+                               featurize(spec, tokenizer, dev_examples), options.seed, options.eval_batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_effective_config(out_dir, {**values, "task": task, "model": str(model_dir), "train": str(train_path),
-                                    "dev": str(dev_path), "test": str(test_path) if test_path else None})
-    info = {"task": task, "data": str(train_path), "train_examples": len(train_examples),
+    save_settings(out_dir, options, "finetune", {"model": model_dir, "train": train_path, "dev": dev_path,
+                                                 "test": test_path}, resume)
+    info = {"task": options.task, "data": str(train_path), "train_examples": len(train_examples),
             "dev_examples": len(dev_examples), "labels": spec.labels,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    result = train(model, task_impl, train_config, out_dir, resume=resume, run_info=info)
+    result = train(model, task_impl, options, out_dir, resume=resume, run_info=info)
+    if is_main_process():
+        print(f"report: {write_report(out_dir)}")
     if test_path is not None:
         test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json")
         print("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
     return result
-

@@ -154,24 +154,48 @@ def build_optimizer(
     raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class WarmupSchedule:
     """Learning-rate multiplier: linear warmup from 0 to 1, then linear/cosine decay to 0 or constant.
 
     The decay runs from the end of warmup to ``total_steps`` (continuous at the end of warmup, like
     transformers' schedules; google's ALBERT jumps from 1 to ``1 - warmup/total`` there instead).
+    ``replan`` moves the ends while keeping the multiplier continuous: from the step it is called at, the
+    rest of the warmup and of the decay are spread over the steps left. The fields are the plan, which
+    LambdaLR saves and restores with the scheduler's state.
     """
 
     warmup_steps: int
     total_steps: int
     kind: str
+    warmup_from: int = 0  # the step the current warmup plan starts from
+    warmup_level: float = 0.0  # the multiplier at `warmup_from`
+    decay_from: int | None = None  # the step the current decay plan starts from; None: the end of warmup
+    progress_from: float = 0.0  # how far the decay had come at `decay_from`, 0 to 1
+
+    def decay_progress(self, step: int) -> float:
+        """How far the decay has come at `step`: 0 at its start, 1 at `total_steps`."""
+        start = self.warmup_steps if self.decay_from is None else self.decay_from
+        done = min(1.0, (step - start) / max(1, self.total_steps - start))
+        return self.progress_from + (1.0 - self.progress_from) * done if self.progress_from else done
+
+    def replan(self, step: int, total_steps: int, warmup_steps: int | None = None) -> None:
+        """End the decay at `total_steps` instead (and, when given and still warming up at `step`, the warmup
+        at `warmup_steps`), continuing from where the multiplier is at `step`."""
+        if warmup_steps is not None and step < self.warmup_steps:
+            self.warmup_level, self.warmup_from = self(step), step
+            self.warmup_steps = min(max(warmup_steps, step + 1), total_steps)
+        elif step > self.warmup_steps:
+            self.progress_from, self.decay_from = self.decay_progress(step), step
+        self.total_steps = total_steps
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
-            return step / self.warmup_steps
+            done = (step - self.warmup_from) / (self.warmup_steps - self.warmup_from)
+            return self.warmup_level + (1.0 - self.warmup_level) * done
         if self.kind == "constant":
             return 1.0
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        progress = self.decay_progress(step)
         if self.kind == "linear":
             return 1.0 - progress
         return 0.5 * (1.0 + math.cos(math.pi * progress))

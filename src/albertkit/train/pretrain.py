@@ -12,39 +12,39 @@ import torch
 
 from albertkit.data.pretraining import PretrainingData
 from albertkit.errors import UserError
-from albertkit.modeling.config import AlbertConfig
+from albertkit.modeling.config import PRESETS, AlbertConfig
 from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
+from albertkit.report.render import write_report
 from albertkit.tokenization.loading import load_tokenizer
-from albertkit.train.loop import TrainConfig, TrainResult, train
-from albertkit.train.settings import (
-    dataclass_from,
-    field_names,
-    load_yaml_config,
-    merge_config,
-    save_effective_config,
-)
+from albertkit.train.engine import is_main_process
+from albertkit.train.loop import TrainResult, train
+from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
 
 @dataclass
-class PretrainOptions:
-    """What to pretrain on and how to build examples; the loop's settings are in `TrainConfig`."""
+class PretrainSettings(TrainSettings):
+    """`albertkit pretrain run`: the loop's settings with pretraining's defaults (LAMB, a larger batch and learning
+    rate: the paper's recipe, scaled), and how the model and its examples are built."""
 
-    preset: str | None = None
-    max_seq_length: int | None = None  # None: the length the data was prepared for
-    masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int | None = None
-    max_ngram: int = 3
-    short_seq_prob: float = 0.1
-    eval_batches: int = 20
-    model: dict[str, Any] = dataclasses.field(default_factory=dict)  # AlbertConfig overrides
-
-
-# Pretraining defaults differ from fine-tuning: LAMB, a larger batch and learning rate (the paper's recipe, scaled).
-PRETRAIN_DEFAULTS: dict[str, Any] = dict(
-    optimizer="lamb", learning_rate=1e-3, batch_size=64, warmup_ratio=0.02, weight_decay=0.01,
-    max_steps=1000, eval_every=200, save_every_minutes=10.0,
-)
+    optimizer: str = "lamb"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    warmup_ratio: float = 0.02
+    max_steps: int | None = 1000
+    eval_every: int | None = 200
+    save_every_minutes: float | None = 10.0
+    preset: str | None = setting(None, "size of a new model (with --tokenizer); not with --model", choices=PRESETS)
+    max_seq_length: int | None = setting(None, "tokens per example", minimum=8,
+                                         unset="the length the data was prepared for")
+    masked_lm_prob: float = setting(0.15, "share of the tokens masked for MLM", minimum=0)
+    max_predictions_per_seq: int | None = setting(None, "masked tokens per sequence at most", minimum=1,
+                                                  unset="from --masked-lm-prob and the length")
+    max_ngram: int = setting(3, "longest n-gram masked as one span", minimum=1)
+    short_seq_prob: float = setting(0.1, "share of examples given a shorter random length", minimum=0)
+    eval_batches: int = setting(20, "held-out batches per evaluation", minimum=1)
+    model: dict[str, Any] = setting({}, "AlbertConfig fields of a new model that differ from the preset",
+                                    keys=[f.name for f in dataclasses.fields(AlbertConfig) if f.name != "extra"])
 
 
 class PretrainingTask:
@@ -53,7 +53,7 @@ class PretrainingTask:
     metric_name = None
     greater_is_better = True
 
-    def __init__(self, data_dir: Path, options: PretrainOptions, tokenizer: Any, seed: int):
+    def __init__(self, data_dir: Path, options: PretrainSettings, tokenizer: Any, seed: int):
         kwargs = dict(
             max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob,
             masked_lm_prob=options.masked_lm_prob, max_predictions_per_seq=options.max_predictions_per_seq,
@@ -148,32 +148,32 @@ def run_pretraining(
     tokenizer_dir: str | Path | None = None,
     config_path: str | Path | None = None,
     resume: bool = False,
-    **flags: Any,
+    **settings: Any,
 ) -> TrainResult:
-    """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP."""
+    """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP.
+
+    `settings` are `PretrainSettings` fields; they override the YAML file `config_path`, which overrides the
+    defaults. The run folder gets config.yaml, log.jsonl, checkpoints/, final/ and report.html."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():
         raise UserError("not a prepared data folder (run `albertkit pretrain prepare` first)", data_dir)
-    values = merge_config(
-        {**PRETRAIN_DEFAULTS, **load_yaml_config(config_path)},
-        flags, field_names(TrainConfig, PretrainOptions), config_path,
-    )
-    train_config = dataclass_from(TrainConfig, values, config_path)
-    options = dataclass_from(PretrainOptions, values, config_path)
-    merge_config(options.model, {}, field_names(AlbertConfig) - {"extra"}, config_path)  # unknown `model:` keys
+    options = load_settings(PretrainSettings, config_path, settings)
     tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir)
-    torch.manual_seed(train_config.seed)  # the new model's initial weights follow the run's seed
+    torch.manual_seed(options.seed)  # the new model's initial weights follow the run's seed
     model = build_pretraining_model(model_dir, options.preset if model_dir is None else None, tokenizer, options.model)
     if options.max_seq_length and options.max_seq_length > model.config.max_position_embeddings:
         raise UserError(
             f"max_seq_length {options.max_seq_length} is above the model's max_position_embeddings"
             f" {model.config.max_position_embeddings}"
         )
-    task = PretrainingTask(data_dir, options, tokenizer, train_config.seed)
+    task = PretrainingTask(data_dir, options, tokenizer, options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_effective_config(out_dir, {**values, "data": str(data_dir), "model_dir": str(model_dir) if model_dir else None,
-                                    "tokenizer": str(tokenizer_dir)})
+    save_settings(out_dir, options, "pretrain run", {"data": data_dir, "model": model_dir, "tokenizer": tokenizer_dir},
+                  resume)
     info = {"task": "pretraining", "data": str(data_dir), "parameters": model.num_parameters(),
             "model_config": model.config.to_dict()}
-    return train(model, task, train_config, out_dir, resume=resume, run_info=info)
+    result = train(model, task, options, out_dir, resume=resume, run_info=info)
+    if is_main_process():
+        print(f"report: {write_report(out_dir)}")
+    return result

@@ -1,0 +1,91 @@
+"""Where a training run reports what happens: log.jsonl (and TensorBoard), the progress bar, printed lines, and the
+callbacks a caller attached. Only the main process reports; the others' calls do nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from albertkit.io.atomic import write_text_atomic
+from albertkit.report.runlog import LOG_NAME, RunLog, read_log
+
+
+class TrainCallback:
+    """Hooks into a training run, called on the main process; override the ones you need."""
+
+    def on_log(self, step: int, record: dict[str, Any]) -> None:
+        """After each training log record (loss, lr, tokens_per_second, grad_norm, epoch)."""
+
+    def on_evaluate(self, step: int, metrics: dict[str, Any]) -> None:
+        """After each evaluation, with the task's metrics."""
+
+    def on_save(self, step: int, path: Path, what: str) -> None:
+        """After a checkpoint (`what` "checkpoint") or a model folder ("best", "final") is complete at `path`."""
+
+
+class RunEvents:
+    """The run's log, progress bar and callbacks; `is_main` False turns every report off."""
+
+    def __init__(self, run_dir: Path, is_main: bool, step: int, total_steps: int,
+                 callbacks: Sequence[TrainCallback] = ()):
+        self.is_main = is_main
+        self.log = RunLog(run_dir, enabled=is_main)
+        self.callbacks = list(callbacks) if is_main else []
+        self.progress = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not is_main,
+                             dynamic_ncols=True)
+
+    def write(self, kind: str, step: int, **values: Any) -> None:
+        if self.is_main:
+            self.log.write(kind, step, **values)
+
+    def say(self, line: str) -> None:
+        if self.is_main:
+            tqdm.write(line)
+
+    def stepped(self) -> None:
+        self.progress.update(1)
+
+    def trained(self, step: int, record: dict[str, Any]) -> None:
+        self.write("train", step, **record)
+        self.progress.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:,.0f}")
+        for callback in self.callbacks:
+            callback.on_log(step, record)
+
+    def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
+        self.write("eval", step, **metrics)
+        shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}  # not confusion matrices
+        self.say(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        for callback in self.callbacks:
+            callback.on_evaluate(step, metrics)
+
+    def saved(self, step: int, path: Path, what: str, reason: str | None = None) -> None:
+        if what == "checkpoint":
+            self.write("checkpoint", step, path=str(path), reason=reason)
+        for callback in self.callbacks:
+            callback.on_save(step, path, what)
+
+    def planned(self, step: int, end: int, seconds_per_step: float, budget_minutes: float, first: bool,
+                at_limit: bool) -> None:
+        """The schedule is planned to end with the time budget at step `end` (`at_limit`: the step limit comes first)."""
+        self.write("schedule", step, planned_steps=end, seconds_per_step=seconds_per_step,
+                   budget_minutes=budget_minutes, step_limit_first=at_limit)
+        self.progress.total = end
+        self.progress.refresh()
+        if first:
+            fits = " (the step limit comes first)" if at_limit else ""
+            self.say(f"time budget {budget_minutes:g} min at {seconds_per_step:.3g} s/step: the learning-rate "
+                     f"schedule ends at step {end}{fits}")
+
+    def close(self) -> None:
+        self.progress.close()
+        self.log.close()
+
+
+def truncate_log(run_dir: Path, step: int) -> None:
+    """After a resume, drop log records written past the checkpoint: the curves continue without overlap."""
+    kept = [r for r in read_log(run_dir) if r.get("step", 0) <= step or r.get("kind") == "start"]
+    write_text_atomic(run_dir / LOG_NAME, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
