@@ -19,10 +19,10 @@ import yaml
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
+from albertkit.io.run_folder import list_checkpoints
 from albertkit.modeling.folder import ALBERTKIT_INFO, read_model_info
 from albertkit.report.plots import Series, confusion_heatmap, line_chart, plots_available
 from albertkit.report.runlog import LOG_NAME, read_log
-from albertkit.train.checkpoints import list_checkpoints
 
 FIGURES_DIR = "report"
 # Keys of the "start" record written by the loop itself; every other key is the task's run info.

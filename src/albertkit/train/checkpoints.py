@@ -11,7 +11,6 @@ import errno
 import json
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,13 @@ from safetensors.torch import load_file, save_file
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder, file_sha256, write_text_atomic
+from albertkit.io.run_folder import Checkpoint, checkpoint_path, list_checkpoints
 from albertkit.modeling.weights import load_torch_file, model_state_for_saving
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.pt"
-PREFIX = "step-"
-
-
-@dataclass
-class Checkpoint:
-    path: Path
-    step: int
-
 
 def _sha256(path: Path) -> str:
     return file_sha256(path).hexdigest()
@@ -43,7 +35,7 @@ def save_checkpoint(
     checkpoints_dir: Path, step: int, model: torch.nn.Module, trainer_state: dict[str, Any], keep_last: int
 ) -> Path:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last`."""
-    final = checkpoints_dir / f"{PREFIX}{step:08d}"
+    final = checkpoint_path(checkpoints_dir, step)
     try:
         with atomic_folder(final, MANIFEST, "checkpoint") as tmp:
             save_file(model_state_for_saving(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -59,19 +51,6 @@ def save_checkpoint(
     for old in list_checkpoints(checkpoints_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old.path, ignore_errors=True)
     return final
-
-
-def list_checkpoints(checkpoints_dir: Path) -> list[Checkpoint]:
-    """Completed checkpoints, oldest first (half-written `.step-….partial` folders are never listed)."""
-    if not checkpoints_dir.is_dir():
-        return []
-    found = []
-    for path in checkpoints_dir.glob(f"{PREFIX}*"):
-        try:
-            found.append(Checkpoint(path, int(path.name[len(PREFIX):])))
-        except ValueError:
-            continue
-    return sorted(found, key=lambda c: c.step)
 
 
 def verify_checkpoint(path: Path) -> str | None:
