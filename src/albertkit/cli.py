@@ -10,8 +10,10 @@ import sys
 from albertkit import __version__
 from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
-from albertkit.inference.embed import embed_file
+from albertkit.inference.cluster import METHODS, cluster_file
+from albertkit.inference.embed import embed_file, text_similarity
 from albertkit.inference.export import export_model
+from albertkit.inference.neighbours import VOTES, classify_by_neighbours
 from albertkit.inference.predict import evaluate_model, predict_file
 from albertkit.inference.search import build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
@@ -136,10 +138,11 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+    p.add_argument("--label-column", help="also store each text's label (column name or index) for knn-classify")
 
     def run_build(args: argparse.Namespace) -> None:
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
-                            batch_size=args.batch_size, pooling=args.pooling)
+                            batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column)
         print(f"indexed {count:,} texts into {args.index}")
 
     p.set_defaults(func=run_build)
@@ -154,6 +157,64 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model), args.json))
 
     p.set_defaults(func=run_query)
+
+
+def _add_similarity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("similarity", help="cosine similarity of two texts' embeddings")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("text_a", help="first text")
+    p.add_argument("text_b", help="second text")
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean", help="as in `albertkit embed`")
+
+    def run(args: argparse.Namespace) -> None:
+        print(f"{text_similarity(args.model, args.text_a, args.text_b, args.pooling):.4f}")
+
+    p.set_defaults(func=run)
+
+
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cluster", help="cluster a file's texts by their embeddings; terms, central texts, a map")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--out", required=True, help="folder: assignments.tsv, clusters.json, metrics.json, map.html")
+    p.add_argument("--k", type=int, help="number of clusters (default: 2..10, the best silhouette)")
+    p.add_argument("--method", choices=METHODS, default="kmeans", help="hdbscan finds the number itself")
+    p.add_argument("--min-cluster-size", type=int, help="hdbscan: smallest cluster (default: 1%% of texts, >= 5)")
+    p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
+    p.add_argument("--label-column", help="known labels (column name or index): NMI, ARI and purity in metrics.json")
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+
+    def run(args: argparse.Namespace) -> None:
+        metrics = cluster_file(args.model, args.input, args.out, k=args.k, method=args.method,
+                               text_column=args.text_column, label_column=args.label_column, pooling=args.pooling,
+                               batch_size=args.batch_size, seed=args.seed, min_cluster_size=args.min_cluster_size)
+        print(json.dumps({k: v for k, v in metrics.items() if k != "silhouette_by_k"}, indent=2))
+        print(f"wrote {args.out}/assignments.tsv, clusters.json, metrics.json and map.html")
+
+    p.set_defaults(func=run)
+
+
+def _add_knn_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("knn-classify", help="classify a labelled file by the vote of its nearest labelled texts")
+    p.add_argument("--index", required=True, help="index folder built with `search build --label-column`")
+    p.add_argument("--input", required=True, help="held-out labelled .tsv/.csv file")
+    p.add_argument("-k", type=int, default=10, help="neighbours that vote")
+    p.add_argument("--vote", choices=VOTES, default="majority", help="weighted: sum of cosine similarities")
+    p.add_argument("--text-column", help="column name or 0-based index")
+    p.add_argument("--label-column", help="column name or index (default: the index's label column)")
+    p.add_argument("--model", help="model folder (default: the one the index was built with; must be the same)")
+    p.add_argument("--output", help="FILE.jsonl: line, label, predicted label and neighbours' lines of each row")
+    p.add_argument("--batch-size", type=int, default=32)
+
+    def run(args: argparse.Namespace) -> None:
+        print(json.dumps(classify_by_neighbours(
+            args.index, args.input, k=args.k, how=args.vote, text_column=args.text_column,
+            label_column=args.label_column, model_dir=args.model, output=args.output, batch_size=args.batch_size,
+        ), indent=2, ensure_ascii=False))
+
+    p.set_defaults(func=run)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -319,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"albertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_search, _add_serve, _add_export, _add_report, _add_pretrain):
+    for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_similarity, _add_search, _add_knn_classify, _add_cluster, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
     return parser
 

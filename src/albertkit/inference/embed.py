@@ -155,7 +155,7 @@ class TextColumn:
     def parse(cls, spec: str | int | None) -> TextColumn:
         if spec is None:
             return cls()
-        if isinstance(spec, int) or str(spec).isdigit():
+        if isinstance(spec, int) or str(spec).removeprefix("-").isdigit():
             return cls(index=int(spec))
         return cls(name=str(spec))
 
@@ -170,6 +170,16 @@ def iter_input_texts(
     else column 0 of every line. Blank lines of a table are no rows: they are counted in `skipped`. A row
     with another number of columns than the first line is a UserError naming its line.
     """
+    for number, text, _ in iter_input_rows(path, text_column, None, skipped):
+        yield number, text
+
+
+def iter_input_rows(
+    path: str | Path, text_column: str | int | None = None, label_column: str | int | None = None,
+    skipped: Counter | None = None,
+) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, label) of each data row, as `iter_input_texts` reads them; the label (None without a
+    `label_column`) is a column of a .tsv/.csv file given by header name or index (negative: from the end)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("no such file", path)
@@ -177,11 +187,32 @@ def iter_input_texts(
     suffix = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
     lines = ((number, text) for _, number, text in iter_text_lines(path))
     if suffix in (".tsv", ".csv"):
-        yield from _table_texts(path, lines, column, "\t" if suffix == ".tsv" else ",", skipped)
+        columns = [column] + ([TextColumn.parse(label_column)] if label_column is not None else [])
+        for number, fields in _table_rows(path, lines, columns, "\t" if suffix == ".tsv" else ",", skipped):
+            yield number, fields[0], fields[1] if len(fields) > 1 else None
         return
     if column.name not in (None, "text") or column.index not in (None, 0):
         raise UserError("only .tsv and .csv files have text columns (.jsonl files use the \"text\" field)", path)
-    yield from lines
+    if label_column is not None:
+        raise UserError("only .tsv and .csv files have a label column", path)
+    for number, text in lines:
+        yield number, text, None
+
+
+def read_text_rows(path: str | Path, text_column: str | int | None = None,
+                   label_column: str | int | None = None) -> list[tuple[int, str, str | None]]:
+    """(line, text, label) of every row whose text is not blank, in memory; with a `label_column` a blank label
+    is a UserError naming its line. No text at all is a UserError too."""
+    rows = []
+    for line, text, label in iter_input_rows(path, text_column, label_column):
+        if not text.strip():
+            continue
+        if label_column is not None and not label.strip():
+            raise UserError("blank label", path, line)
+        rows.append((line, text, label.strip() if label is not None else None))
+    if not rows:
+        raise UserError("no texts in the file", path)
+    return rows
 
 
 def _split_row(line: str, delimiter: str) -> list[str]:
@@ -190,9 +221,27 @@ def _split_row(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter, quoting=quoting))
 
 
-def _table_texts(
-    path: Path, lines: Iterator[tuple[int, str]], column: TextColumn, delimiter: str, skipped: Counter | None
-) -> Iterator[tuple[int, str]]:
+def _column_positions(columns: list[TextColumn], header: list[str], path: Path, line: int) -> tuple[list[int], bool]:
+    """The position of each column in a row, and whether the first line is a header: it is when a column is named,
+    or when the text column is not given and the line holds a usual text column name."""
+    usual = next((header.index(n) for n in TEXT_COLUMN_NAMES if n in header), None)
+    text = columns[0]
+    has_header = any(c.name is not None for c in columns) or (text.index is None and usual is not None)
+    positions = []
+    for column in columns:
+        if column.name is not None:
+            if column.name not in header:
+                raise UserError(f"no column {column.name!r} in the header ({', '.join(header)})", path, line)
+            positions.append(header.index(column.name))
+        else:
+            positions.append(column.index if column.index is not None else usual if usual is not None else 0)
+    return positions, has_header
+
+
+def _table_rows(
+    path: Path, lines: Iterator[tuple[int, str]], columns: list[TextColumn], delimiter: str, skipped: Counter | None
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, the fields of `columns`) of each data row of a table."""
     skipped = Counter() if skipped is None else skipped
     first = next(lines, None)
     while first is not None and not first[1].strip():
@@ -201,30 +250,23 @@ def _table_texts(
     if first is None:
         return
     header = _split_row(first[1], delimiter)
-    index = column.index
-    if column.name is not None:
-        if column.name not in header:
-            raise UserError(f"no column {column.name!r} in the header ({', '.join(header)})", path, first[0])
-        index = header.index(column.name)
-    elif index is None:
-        index = next((header.index(n) for n in TEXT_COLUMN_NAMES if n in header), None)
-        if index is None:  # no header: the first line is data
-            index = 0
-            lines = _prepend(first, lines)
-    else:
+    positions, has_header = _column_positions(columns, header, path, first[0])
+    if not has_header:  # the first line is data
         lines = _prepend(first, lines)
     for number, line in lines:
         if not line.strip():  # a blank line is no row of the table
             skipped["blank line"] += 1
             continue
         fields = _split_row(line, delimiter)
-        if index >= len(fields):
-            raise UserError(f"line has {len(fields)} columns, text column {index} is missing", path, number)
+        missing = next((k for k, i in enumerate(positions) if not -len(fields) <= i < len(fields)), None)
+        if missing is not None:
+            raise UserError(f"line has {len(fields)} columns, {('text', 'label')[missing]} column "
+                            f"{positions[missing]} is missing", path, number)
         if len(fields) != len(header):  # a stray separator would shift the columns: never guess which one is text
             hint = "a tab inside a text?" if delimiter == "\t" else "quote texts that hold commas"
             raise UserError(f"line has {len(fields)} columns but line {first[0]} has {len(header)} ({hint})",
                             path, number)
-        yield number, fields[index]
+        yield number, [fields[i] for i in positions]
 
 
 def _prepend(item: tuple[int, str], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
@@ -311,3 +353,12 @@ def _require_pyarrow() -> None:
         import pyarrow  # noqa: F401
     except ImportError as err:
         raise UserError("writing .parquet needs pyarrow: pip install pyarrow (or write .npy)") from err
+
+
+def text_similarity(model_dir: str | Path, text_a: str, text_b: str, pooling: str = "mean") -> float:
+    """`albertkit similarity`: the cosine of two texts' embeddings (pooled as `embed` pools them)."""
+    for number, text in enumerate((text_a, text_b), 1):
+        if not text.strip():
+            raise UserError(f"text {number} is blank")
+    vectors = Encoder(model_dir).encode([text_a, text_b], pooling=pooling, normalize=True)
+    return float(np.clip(vectors[0] @ vectors[1], -1.0, 1.0))

@@ -1,13 +1,15 @@
 """Semantic search: an index folder of unit-length embeddings, queried by exact cosine top-k.
 
 An index folder holds `vectors.npy` (float32, one unit row per text), `texts.jsonl` ({"line", "text"} per row,
-`line` being the text's line number in the input file) and `index.json` (the model's identity, pooling, sizes).
+`line` being the text's line number in the input file, and "label" when built with a label column) and
+`index.json` (the model's identity, pooling, sizes, the label column and the count of each label).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from albertkit.errors import UserError
-from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_texts
+from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_rows
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.modeling.config import CONFIG_NAME
 from albertkit.modeling.weights import weights_path
@@ -60,12 +62,15 @@ def build_index(
     batch_size: int = 32,
     pooling: str = "mean",
     chunk_size: int = STREAM_CHUNK,
+    label_column: str | int | None = None,
 ) -> int:
     """Embed the non-blank texts of `input_path` into a new index folder; returns the number of texts.
 
-    The folder is written under a temporary name and renamed at the end: an interrupted build leaves no index.
+    With `label_column`, each text's label is stored too (for `classify_by_neighbours`); a blank label is a
+    UserError naming its line. The folder is written under a temporary name and renamed at the end: an
+    interrupted build leaves no index.
     """
-    count = sum(1 for _, text in iter_input_texts(input_path, text_column) if text.strip())
+    count, label_counts = _count_rows(input_path, text_column, label_column)
     if count == 0:
         raise UserError("no texts in the file", input_path)
     encoder = Encoder(model_dir)
@@ -75,8 +80,8 @@ def build_index(
         row = 0
         with open(tmp / INDEX_TEXTS, "w", encoding="utf-8") as texts_file, \
                 tqdm(total=count, desc="index", unit="text") as progress:
-            chunk: list[tuple[int, str]] = []
-            rows = ((line, text) for line, text in iter_input_texts(input_path, text_column) if text.strip())
+            chunk: list[tuple[int, str, str | None]] = []
+            rows = (row for row in iter_input_rows(input_path, text_column, label_column) if row[1].strip())
             for item in rows:
                 chunk.append(item)
                 if len(chunk) == chunk_size:
@@ -92,17 +97,35 @@ def build_index(
             "format": FORMAT_VERSION, "model_sha256": model_identity(model_dir),
             "model_dir": str(Path(model_dir).resolve()), "pooling": pooling, "count": count,
             "dimension": encoder.dimension, "source": str(Path(input_path).resolve()),
+            "label_column": None if label_column is None else str(label_column),
+            "labels": dict(sorted(label_counts.items())) if label_column is not None else None,
         }
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return count
 
 
+def _count_rows(input_path: str | Path, text_column: str | int | None,
+                label_column: str | int | None) -> tuple[int, Counter]:
+    """The number of non-blank texts and of each of their labels; a blank label is a UserError naming its line."""
+    count, labels = 0, Counter()
+    for line, text, label in iter_input_rows(input_path, text_column, label_column):
+        if not text.strip():
+            continue
+        count += 1
+        if label is not None:
+            if not label.strip():
+                raise UserError("blank label", input_path, line)
+            labels[label.strip()] += 1
+    return count, labels
+
+
 def _add_chunk(
-    encoder: Encoder, chunk: list[tuple[int, str]], vectors: np.ndarray, row: int, texts_file: Any,
+    encoder: Encoder, chunk: list[tuple[int, str, str | None]], vectors: np.ndarray, row: int, texts_file: Any,
     batch_size: int, pooling: str,
 ) -> int:
-    vectors[row:row + len(chunk)] = encoder.encode([t for _, t in chunk], batch_size, pooling, show_progress=False)
-    texts_file.writelines(json.dumps({"line": line, "text": text}, ensure_ascii=False) + "\n" for line, text in chunk)
+    vectors[row:row + len(chunk)] = encoder.encode([t for _, t, _ in chunk], batch_size, pooling, show_progress=False)
+    texts_file.writelines(json.dumps({"line": line, "text": text, **({"label": label.strip()} if label is not None else {})},
+                                     ensure_ascii=False) + "\n" for line, text, label in chunk)
     return row + len(chunk)
 
 
@@ -124,6 +147,7 @@ class SearchIndex:
             raise UserError(f"vectors have shape {self.vectors.shape}, index.json says "
                             f"({self.meta['count']}, {self.meta['dimension']})", self.directory / INDEX_VECTORS)
         self._texts: list[tuple[int, str]] | None = None
+        self._labels: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.meta["count"])
@@ -135,6 +159,17 @@ class SearchIndex:
             with open(self.directory / INDEX_TEXTS, encoding="utf-8") as handle:
                 self._texts = [(r["line"], r["text"]) for r in map(json.loads, handle)]
         return self._texts
+
+    @property
+    def labels(self) -> list[str]:
+        """The label of every row (an index built with a label column), read on first use."""
+        if not self.meta.get("label_column"):
+            raise UserError("the index has no labels: build it with `albertkit search build --label-column NAME`",
+                            self.directory)
+        if self._labels is None:
+            with open(self.directory / INDEX_TEXTS, encoding="utf-8") as handle:
+                self._labels = [r["label"] for r in map(json.loads, handle)]
+        return self._labels
 
     def check_model(self, model_dir: str | Path) -> None:
         """UserError unless `model_dir` is the model the index was built with."""
@@ -176,11 +211,16 @@ class SearchIndex:
 def query_index(index_dir: str | Path, texts: list[str], k: int = 5, model_dir: str | Path | None = None) -> list[list[Hit]]:
     """Search an index folder; the model defaults to the one recorded in the index and must match it."""
     index = SearchIndex(index_dir)
+    return index.search(index_encoder(index, model_dir), texts, k)
+
+
+def index_encoder(index: SearchIndex, model_dir: str | Path | None = None) -> Encoder:
+    """An Encoder of the model the index was built with (`model_dir`, by default the one the index records)."""
     model_dir = Path(model_dir or index.meta["model_dir"])
     if not model_dir.is_dir():
-        raise UserError(f"the index's model folder {model_dir} is gone; pass the model with --model", index_dir)
+        raise UserError(f"the index's model folder {model_dir} is gone; pass the model with --model", index.directory)
     index.check_model(model_dir)
-    return index.search(Encoder(model_dir), texts, k)
+    return Encoder(model_dir)
 
 
 def format_hits(texts: list[str], results: list[list[Hit]], as_json: bool = False) -> str:
