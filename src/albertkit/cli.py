@@ -21,11 +21,23 @@ from albertkit.modeling.folder import init_model_folder
 from albertkit.modeling.model import HEADS
 from albertkit.modeling.summary import describe_model_folder, format_model_description
 from albertkit.report.render import write_report
+from albertkit.runtime.device import DEVICE_HELP, INFERENCE_PRECISION_HELP, PRECISIONS, resolve_device
 from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
 from albertkit.train.pretrain import PretrainSettings, run_pretraining
 from albertkit.train.settings import add_settings_flags, given_settings
+
+
+def _add_device_flags(p: argparse.ArgumentParser, precision: bool = True, max_tokens: bool = False) -> None:
+    """--device (and --precision, --max-tokens) of a command that runs a model for inference."""
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    if precision:
+        p.add_argument("--precision", choices=PRECISIONS, default="auto", help=INFERENCE_PRECISION_HELP)
+    if max_tokens:
+        p.add_argument("--max-tokens", type=int, default=None,
+                       help="padded tokens per batch: texts are batched by this budget instead of --batch-size "
+                            "(default: 16384 on CUDA, batches of --batch-size elsewhere)")
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +100,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
     p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
+    _add_device_flags(p, max_tokens=True)
 
     def run(args: argparse.Namespace) -> None:
         if args.save_sentence_transformers:
@@ -100,7 +113,8 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         if not (args.input and args.output):
             raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
-                           batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize)
+                           batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize,
+                           device=args.device, precision=args.precision, max_tokens=args.max_tokens)
         print(f"embedded {count:,} texts into {args.output}")
 
     p.set_defaults(func=run)
@@ -139,10 +153,12 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
     p.add_argument("--label-column", help="also store each text's label (column name or index) for knn-classify")
+    _add_device_flags(p, max_tokens=True)
 
     def run_build(args: argparse.Namespace) -> None:
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
-                            batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column)
+                            batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column,
+                            device=args.device, precision=args.precision, max_tokens=args.max_tokens)
         print(f"indexed {count:,} texts into {args.index}")
 
     p.set_defaults(func=run_build)
@@ -152,9 +168,11 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=5, help="results per query")
     p.add_argument("--model", help="model folder (default: the one the index was built with; must be the same)")
     p.add_argument("--json", action="store_true", help="print one JSON line per query")
+    _add_device_flags(p)
 
     def run_query(args: argparse.Namespace) -> None:
-        print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model), args.json))
+        print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model,
+                                                        device=args.device, precision=args.precision), args.json))
 
     p.set_defaults(func=run_query)
 
@@ -366,9 +384,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=["int8"],
                    help="also model_quantized.onnx: dynamic int8 quantization of the weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--device", default="auto", help=f"where PyTorch runs the float32 parity check: {DEVICE_HELP}")
 
     def run(args: argparse.Namespace) -> None:
-        print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset).summary())
+        print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
+                           device=args.device).summary())
 
     p.set_defaults(func=run)
 
@@ -388,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None) is not None:
+            resolve_device(args.device)  # an absent GPU is refused before the command writes anything
         args.func(args)
     except UserError as err:
         print(f"albertkit: error: {err}", file=sys.stderr)

@@ -88,3 +88,15 @@ def test_collate_scalar_labels_and_positions():
         [{"input_ids": [2, 5, 3], "start_positions": 1, "end_positions": 1, "context": "x"}] * 2, pad_id=0
     )
     assert qa["start_positions"].tolist() == [1, 1] and "context" not in qa
+
+
+def test_token_budget_batches_hold_the_budget() -> None:
+    from albertkit.data.batching import token_budget_batches
+
+    lengths = np.array([5, 40, 3, 12, 12, 7, 100, 1])
+    batches = token_budget_batches(lengths, 36)
+    assert [list(b) for b in batches] == [[6], [1], [3, 4, 5], [0, 2, 7]]  # longest first; 100 and 40 > 36 go alone
+    for rows in batches[2:]:
+        assert len(rows) * lengths[rows].max() <= 36
+    assert sorted(np.concatenate(batches)) == list(range(len(lengths)))
+    assert token_budget_batches(np.array([], dtype=np.int64), 8) == []

@@ -138,3 +138,22 @@ def test_cli_embed(folders: dict[str, Path], tmp_path: Path, capsys: pytest.Capt
     assert main(["embed", "--model", str(folders["cls"]), "--input", str(tmp_path / "missing.txt"),
                  "--output", str(out)]) == 2
     assert "missing.txt: no such file" in capsys.readouterr().err
+
+
+def test_token_budget_batches_give_the_same_embeddings(folders: dict[str, Path]) -> None:
+    by_count = Encoder(folders["cls"], device="cpu").encode(TEXTS * 5, batch_size=3)
+    budgeted = Encoder(folders["cls"], device="cpu", max_tokens=40)
+    assert budgeted.max_tokens == 40 and Encoder(folders["cls"], device="cpu").max_tokens is None
+    np.testing.assert_allclose(budgeted.encode(TEXTS * 5), by_count, atol=2e-6)
+    with pytest.raises(UserError, match="max tokens must be at least 1, got 0"):
+        Encoder(folders["cls"], device="cpu", max_tokens=0)
+
+
+def test_bf16_autocast_is_close_to_fp32(folders: dict[str, Path]) -> None:
+    fp32 = Encoder(folders["cls"], device="cpu").encode(TEXTS)
+    bf16 = Encoder(folders["cls"], device="cpu", precision="bf16")
+    assert bf16.amp_dtype is torch.bfloat16
+    vectors = bf16.encode(TEXTS)
+    assert vectors.dtype == np.float32
+    cosines = (vectors * fp32).sum(axis=1)
+    assert cosines.min() > 0.995, cosines  # bf16 keeps 8 bits of mantissa: close, not equal

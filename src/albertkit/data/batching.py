@@ -46,6 +46,25 @@ def length_bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def token_budget_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Batches of indices, longest first, each holding at most `max_tokens` padded tokens (rows x its longest).
+
+    Short texts travel in large batches and long ones in small batches, so a GPU's memory holds every batch and
+    its work per batch stays even; a text longer than the budget goes alone. `restore_order` undoes the order.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1 (got {max_tokens})")
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)  # sorted longest first: the first row sets the padding
+        rows = max(1, max_tokens // longest)
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
 def restore_order(batches: list[np.ndarray]) -> np.ndarray:
     """The permutation that puts outputs concatenated in batch order back into the original order.
 

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_atomic
 from albertkit.io.text import iter_text_lines
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
 from albertkit.modeling.model import AlbertModel
+from albertkit.runtime.device import autocast, autocast_dtype, resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tokenization.loading import load_tokenizer
 
@@ -27,6 +28,8 @@ POOLINGS = ("mean", "cls", "pooler")
 STREAM_CHUNK = 8192
 # Header names taken as the text column of a .tsv/.csv when no column is named.
 TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
+# Padded tokens per batch on a CUDA GPU when no budget is given: 32 texts of 512 tokens, or 512 of 32.
+CUDA_MAX_TOKENS = 16_384
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,21 +48,29 @@ class Encoder:
     """Sentence embeddings from any ALBERT model folder (the encoder under whatever head it has).
 
     `Encoder("runs/sst2").encode(["a sentence", ...])` returns an (n, hidden_size) float32 array.
+
+    device: auto (a CUDA GPU when there is one), cpu, cuda, cuda:N or mps. precision: auto (bf16 autocast on
+    CUDA, fp32 elsewhere), fp32, bf16 or fp16. max_tokens: padded tokens per batch, texts batched by this budget
+    instead of by count (default: CUDA_MAX_TOKENS on CUDA; on other devices batches of `batch_size` texts).
     """
 
-    def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", max_length: int = 512):
+    def __init__(self, model_dir: str | Path, device: str | torch.device = "auto", max_length: int = 512,
+                 precision: str = "auto", max_tokens: int | None = None):
         keep_freed_memory()
-        self._attach(load_any_model(model_dir).to(device).eval(), load_tokenizer(model_dir),
-                     max_length, Path(model_dir))
+        target = resolve_device(device)
+        self._attach(load_any_model(model_dir).to(target).eval(), load_tokenizer(model_dir),
+                     max_length, Path(model_dir), precision, max_tokens)
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, tokenizer: Any, max_length: int = 512) -> Encoder:
+    def from_model(cls, model: torch.nn.Module, tokenizer: Any, max_length: int = 512, precision: str = "auto",
+                   max_tokens: int | None = None) -> Encoder:
         """An Encoder over a model already in memory (during training, say); its train/eval mode is left alone."""
         encoder = cls.__new__(cls)
-        encoder._attach(model, tokenizer, max_length, None)
+        encoder._attach(model, tokenizer, max_length, None, precision, max_tokens)
         return encoder
 
-    def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None) -> None:
+    def _attach(self, model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path | None,
+                precision: str, max_tokens: int | None) -> None:
         check_tokenizer_matches(tokenizer, model.config, model_dir / tokenizer.vocab_file if model_dir else None)
         self.model_dir = model_dir
         self.tokenizer = tokenizer
@@ -67,6 +78,11 @@ class Encoder:
         self.albert: AlbertModel = model if isinstance(model, AlbertModel) else model.albert
         self.max_length = min(max_length, model.config.max_position_embeddings)
         self.device = next(model.parameters()).device
+        self.amp_dtype = autocast_dtype(precision, self.device, inference=True)
+        if max_tokens is not None and max_tokens < 1:
+            raise UserError(f"max tokens must be at least 1, got {max_tokens}")
+        self.max_tokens = max_tokens if max_tokens is not None else (
+            CUDA_MAX_TOKENS if self.device.type == "cuda" else None)
 
     @property
     def dimension(self) -> int:
@@ -97,7 +113,8 @@ class Encoder:
 
         pooling: "mean" over the real tokens, "cls" (the first token's hidden state) or "pooler" (tanh layer
         on [CLS], as trained by SOP or a classification head). normalize: unit L2 length, so a dot product
-        is the cosine. Texts are batched by length so that padding stays short.
+        is the cosine. Texts are batched by length so that padding stays short: `batch_size` texts per batch,
+        or as many as `max_tokens` padded tokens hold when the Encoder has a token budget.
         """
         self.check_pooling(pooling)
         if batch_size < 1:
@@ -109,13 +126,14 @@ class Encoder:
             return out
         sequences = self.tokenize(list(texts))
         # Longest first: little padding, and memory peaks at the start rather than after minutes.
-        batches = length_bucketed_batches(np.fromiter(map(len, sequences), np.int64, len(sequences)), batch_size,
-                                          shuffle=False)
-        show = len(texts) > 4 * batch_size if show_progress is None else show_progress
-        with torch.inference_mode():
+        lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
+        batches = (token_budget_batches(lengths, self.max_tokens) if self.max_tokens
+                   else length_bucketed_batches(lengths, batch_size, shuffle=False))
+        show = len(batches) > 4 if show_progress is None else show_progress
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             for rows in tqdm(batches, desc="embed", unit="batch", disable=not show):
                 input_ids, attention_mask = pad_batch([sequences[i] for i in rows], self.tokenizer.pad_token_id)
-                pooled = self.pool(input_ids.to(self.device), attention_mask.to(self.device), pooling)
+                pooled = self.pool(input_ids.to(self.device), attention_mask.to(self.device), pooling).float()
                 if normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[rows] = pooled.float().cpu().numpy()
@@ -140,8 +158,10 @@ def pool_embeddings(albert: torch.nn.Module, input_ids: torch.Tensor, attention_
     if unpadding is None:  # no padding in this batch: hidden is (B, L, H)
         hidden = hidden.reshape(-1, hidden.shape[-1])
     row_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
-    sums = hidden.new_zeros(len(lengths), hidden.shape[-1]).index_add_(0, row_of_token, hidden)
-    return sums / lengths[:, None].to(hidden.dtype)
+    # Summed in float32: a bf16 sum over hundreds of tokens would lose the vector's low bits.
+    sums = hidden.new_zeros(len(lengths), hidden.shape[-1], dtype=torch.float32).index_add_(0, row_of_token,
+                                                                                            hidden.float())
+    return sums / lengths[:, None].float()
 
 
 @dataclass
@@ -283,11 +303,16 @@ def embed_file(
     pooling: str = "mean",
     normalize: bool = True,
     chunk_size: int = STREAM_CHUNK,
+    device: str = "auto",
+    precision: str = "auto",
+    max_tokens: int | None = None,
 ) -> int:
     """Embed every row of `input_path` into `output_path` (.npy, or .parquet with pyarrow); returns the row count.
 
     Streams in chunks so inputs larger than RAM work; the output appears only when complete (temp + rename).
+    `device`, `precision` and `max_tokens` are the Encoder's.
     """
+    resolve_device(device)  # an absent GPU is refused before the input is read
     output_path = Path(output_path)
     suffix = output_path.suffix.lower()
     if suffix not in (".npy", ".parquet"):
@@ -304,7 +329,7 @@ def embed_file(
         raise UserError("no texts in the file" + (": every text is blank" if count else ""), input_path)
     if skipped["blank line"]:
         print(f"{input_path}: skipped {skipped['blank line']:,} blank line(s) of the table")
-    encoder = Encoder(model_dir)
+    encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens)
 
     def chunks() -> Iterator[list[str]]:
         texts: list[str] = []

@@ -19,6 +19,7 @@ import torch
 from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
+from albertkit.runtime.device import resolve_device
 from albertkit.tokenization.loading import load_tokenizer, tokenizer_file
 
 FORMATS = ("onnx",)
@@ -95,14 +96,16 @@ def example_batch(lengths: tuple[int, ...], vocab_size: int, seed: int = 0) -> d
 
 def export_model(
     model_dir: str | Path, out_dir: str | Path, format: str = "onnx", quantize: str | None = None,
-    opset: int = MIN_OPSET,
+    opset: int = MIN_OPSET, device: str = "auto",
 ) -> ExportReport:
     """Export the model folder's model into the folder `out_dir` and check onnxruntime against PyTorch on a probe
     batch: `model.onnx` (float32), `config.json`, the tokenizer files, and with `quantize="int8"` also
     `model_quantized.onnx` (int8 weights, activations quantized at run time).
 
     The folder appears only once written whole; an existing `out_dir` must be empty or an earlier export.
+    The graph is traced on the CPU; the PyTorch side of the check runs in float32 on `device`.
     """
+    target = resolve_device(device)
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if quantize not in (None, *QUANTIZATIONS):
@@ -122,7 +125,7 @@ def export_model(
     with atomic_folder(out_dir, ONNX_NAME, "ONNX export") as partial:
         write_onnx(model, partial / ONNX_NAME, opset)
         probe = example_batch(PROBE_LENGTHS, model.config.vocab_size, seed=1)
-        expected = run_pytorch(model, outputs, probe)
+        expected = run_pytorch(model.to(target), outputs, probe)
         report = ExportReport(out_dir, architecture, outputs, opset,
                               max_abs_diff(run_onnx(partial / ONNX_NAME, probe), expected), tokenizer is not None)
         if quantize == "int8":
@@ -166,9 +169,12 @@ def quantize_int8(float_path: Path, int8_path: Path) -> None:
 
 
 def run_pytorch(model: torch.nn.Module, outputs: tuple[str, ...], batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """The model's `outputs` for one batch, run where the model's weights are, as float32 arrays."""
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        out = model(batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
-    return [getattr(out, name).float().numpy() for name in outputs]
+        out = model(batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                    token_type_ids=batch["token_type_ids"].to(device))
+    return [getattr(out, name).float().cpu().numpy() for name in outputs]
 
 
 def run_onnx(path: Path | str, batch: dict[str, torch.Tensor | np.ndarray]) -> list[np.ndarray]:

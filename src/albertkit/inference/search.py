@@ -23,6 +23,7 @@ from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_rows
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.modeling.config import CONFIG_NAME
 from albertkit.modeling.weights import weights_path
+from albertkit.runtime.device import resolve_device
 from albertkit.tokenization.loading import tokenizer_file
 
 INDEX_META = "index.json"
@@ -63,17 +64,21 @@ def build_index(
     pooling: str = "mean",
     chunk_size: int = STREAM_CHUNK,
     label_column: str | int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    max_tokens: int | None = None,
 ) -> int:
     """Embed the non-blank texts of `input_path` into a new index folder; returns the number of texts.
 
     With `label_column`, each text's label is stored too (for `classify_by_neighbours`); a blank label is a
     UserError naming its line. The folder is written under a temporary name and renamed at the end: an
-    interrupted build leaves no index.
+    interrupted build leaves no index. `device`, `precision` and `max_tokens` are the Encoder's.
     """
+    resolve_device(device)  # an absent GPU is refused before the input is read
     count, label_counts = _count_rows(input_path, text_column, label_column)
     if count == 0:
         raise UserError("no texts in the file", input_path)
-    encoder = Encoder(model_dir)
+    encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens)
     with atomic_folder(index_dir, INDEX_META, "search index") as tmp:
         vectors = np.lib.format.open_memmap(tmp / INDEX_VECTORS, mode="w+", dtype=np.float32,
                                             shape=(count, encoder.dimension))
@@ -208,19 +213,24 @@ class SearchIndex:
         return [[Hit(float(s), *texts[r]) for s, r in zip(srow, rrow, strict=True)] for srow, rrow in zip(scores, rows, strict=True)]
 
 
-def query_index(index_dir: str | Path, texts: list[str], k: int = 5, model_dir: str | Path | None = None) -> list[list[Hit]]:
-    """Search an index folder; the model defaults to the one recorded in the index and must match it."""
+def query_index(index_dir: str | Path, texts: list[str], k: int = 5, model_dir: str | Path | None = None,
+                device: str = "auto", precision: str = "auto") -> list[list[Hit]]:
+    """Search an index folder; the model defaults to the one recorded in the index and must match it.
+    The queries are embedded on `device` in `precision` (the Encoder's)."""
+    resolve_device(device)
     index = SearchIndex(index_dir)
-    return index.search(index_encoder(index, model_dir), texts, k)
+    return index.search(index_encoder(index, model_dir, device, precision), texts, k)
 
 
-def index_encoder(index: SearchIndex, model_dir: str | Path | None = None) -> Encoder:
-    """An Encoder of the model the index was built with (`model_dir`, by default the one the index records)."""
+def index_encoder(index: SearchIndex, model_dir: str | Path | None = None, device: str = "auto",
+                  precision: str = "auto") -> Encoder:
+    """An Encoder of the model the index was built with (`model_dir`, by default the one the index records),
+    on `device` in `precision`."""
     model_dir = Path(model_dir or index.meta["model_dir"])
     if not model_dir.is_dir():
         raise UserError(f"the index's model folder {model_dir} is gone; pass the model with --model", index.directory)
     index.check_model(model_dir)
-    return Encoder(model_dir)
+    return Encoder(model_dir, device, precision=precision)
 
 
 def format_hits(texts: list[str], results: list[list[Hit]], as_json: bool = False) -> str:

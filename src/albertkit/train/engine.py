@@ -17,11 +17,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from albertkit.errors import UserError
+from albertkit.runtime.device import autocast, autocast_dtype
 from albertkit.train.optim import WarmupSchedule, build_optimizer, build_schedule
 from albertkit.train.settings import TrainSettings
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class StepTask(Protocol):
@@ -87,29 +85,6 @@ class Distributed:
 def is_main_process() -> bool:
     """Whether this process writes the run's files: rank 0 under torchrun, or the only process."""
     return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32 (the CPU default: bf16 matmul is slow on most CPUs)."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if precision not in AUTOCAST_DTYPES:
-        raise UserError(f"unknown precision {precision!r}; choose auto, {', '.join(AUTOCAST_DTYPES)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise UserError("fp16 needs a CUDA device; use fp32 or bf16 on CPU")
-    return AUTOCAST_DTYPES[precision]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @dataclass

@@ -19,10 +19,11 @@ from typing import Any, Protocol
 import torch
 
 from albertkit.errors import UserError
+from albertkit.runtime.device import resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.train import checkpoints as ckpt
 from albertkit.train.budget import TimeBudget
-from albertkit.train.engine import Distributed, StepEngine, StepOutcome, StepTask, pick_device
+from albertkit.train.engine import Distributed, StepEngine, StepOutcome, StepTask
 from albertkit.train.events import RunEvents, TrainCallback, truncate_log
 from albertkit.train.settings import TrainSettings
 
@@ -97,7 +98,7 @@ def train(
     (and the best one on the task's metric to `run_dir/best`). `clock` times the budget and the log's rates."""
     run_dir = Path(run_dir)
     keep_freed_memory()
-    world = Distributed.from_environment(pick_device())
+    world = Distributed.from_environment(resolve_device(settings.device))
     shape = batch_shape(settings, task, world)
     engine = StepEngine(model, settings, shape.total_steps, world)
     state = restore(engine, settings, shape, run_dir, world) if resume else start(settings, world)

@@ -23,12 +23,12 @@ import yaml
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
+from albertkit.runtime.device import DEVICE_HELP, PRECISIONS, resolve_device
 from albertkit.train.optim import OPTIMIZER_NAMES, SCHEDULE_KINDS
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Settings = TypeVar("Settings", bound="TrainSettings")
 
 
@@ -77,6 +77,7 @@ class TrainSettings:
                                   minimum=0)
     schedule: str = setting("linear", "learning-rate decay after warmup", choices=SCHEDULE_KINDS)
     max_grad_norm: float = setting(1.0, "clip the gradient norm to this", minimum=0)
+    device: str = setting("auto", DEVICE_HELP)
     precision: str = setting("auto", "auto: bf16 on CUDA, fp32 on CPU; fp16 uses loss scaling", choices=PRECISIONS)
     compile: bool = setting(False, "torch.compile the model")
     seed: int = setting(0, "seed of the initial weights, data order, masks and dropout")
@@ -168,7 +169,9 @@ def load_settings(cls: type[Settings], config_path: str | Path | None = None,
             raise UserError(f"unknown config key {key!r}{_suggestion(key, names)}", config_path, lines.get(key))
         values[key] = check_value(cls, key, value, config_path, lines)
     values.update({key: check_value(cls, key, value) for key, value in (flags or {}).items()})
-    return cls(**values)
+    settings = cls(**values)
+    resolve_device(settings.device)  # a device that is not there is refused before the run writes anything
+    return settings
 
 
 def _suggestion(key: str, known: Iterable[str]) -> str:

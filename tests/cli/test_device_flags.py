@@ -1,0 +1,61 @@
+"""--device on every command that runs a model: asking for a GPU that is not there is one line and exit 2,
+before anything is written; --device cpu runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from albertkit.cli import main
+from albertkit.errors import UserError
+from albertkit.train.contrastive import ContrastiveSettings
+from albertkit.train.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+def commands(folders: dict[str, Path], out: Path) -> dict[str, list[str]]:
+    corpus, model = str(folders["corpus"]), str(folders["cls"])
+    return {
+        "embed": ["embed", "--model", model, "--input", corpus, "--output", str(out / "e.npy")],
+        "search build": ["search", "build", "--model", model, "--input", corpus, "--index", str(out / "index")],
+        "search query": ["search", "query", "--index", str(out / "index"), "a film"],
+        "export": ["export", "--model", model, "--out", str(out / "onnx")],
+        "embed-train": ["embed-train", "--model", model, "--sentences", corpus, "--out", str(out / "run")],
+        "finetune": ["finetune", "--model", model, "--train", corpus, "--dev", corpus, "--out", str(out / "ft")],
+        "pretrain run": ["pretrain", "run", "--data", str(out / "data"), "--out", str(out / "pt")],
+    }
+
+
+@pytest.mark.parametrize("command", ["embed", "search build", "search query", "export", "embed-train", "finetune",
+                                     "pretrain run"])
+def test_absent_gpu_is_refused_before_writing(model_folders: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture, command: str) -> None:
+    argv = commands(model_folders, tmp_path)[command]
+    assert main([*argv, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("albertkit: error: --device cuda: no CUDA GPU is visible to torch (torch.cuda.is_available() "
+                   "is False); use --device cpu or auto")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_settings_from_a_config_file_are_checked_too(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("device: cuda:0\n", encoding="utf-8")
+    with pytest.raises(UserError, match="--device cuda:0: no CUDA GPU"):
+        load_settings(ContrastiveSettings, config)
+    assert load_settings(ContrastiveSettings, config, {"device": "cpu"}).device == "cpu"
+
+
+def test_device_cpu_runs(model_folders: dict[str, Path], tmp_path: Path) -> None:
+    argv = commands(model_folders, tmp_path)
+    assert main([*argv["embed"], "--device", "cpu", "--precision", "fp32"]) == 0
+    assert np.load(tmp_path / "e.npy").shape == (400, 64)
+    assert main([*argv["embed"], "--device", "cpu", "--precision", "fp16"]) == 2  # fp16 needs CUDA
