@@ -183,9 +183,10 @@ def _add_similarity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("text_a", help="first text")
     p.add_argument("text_b", help="second text")
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean", help="as in `albertkit embed`")
+    _add_device_flags(p)
 
     def run(args: argparse.Namespace) -> None:
-        print(f"{text_similarity(args.model, args.text_a, args.text_b, args.pooling):.4f}")
+        print(f"{text_similarity(args.model, args.text_a, args.text_b, args.pooling, args.device, args.precision):.4f}")
 
     p.set_defaults(func=run)
 
@@ -203,11 +204,13 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    _add_device_flags(p)
 
     def run(args: argparse.Namespace) -> None:
         metrics = cluster_file(args.model, args.input, args.out, k=args.k, method=args.method,
                                text_column=args.text_column, label_column=args.label_column, pooling=args.pooling,
-                               batch_size=args.batch_size, seed=args.seed, min_cluster_size=args.min_cluster_size)
+                               batch_size=args.batch_size, seed=args.seed, min_cluster_size=args.min_cluster_size,
+                               device=args.device, precision=args.precision)
         print(json.dumps({k: v for k, v in metrics.items() if k != "silhouette_by_k"}, indent=2))
         print(f"wrote {args.out}/assignments.tsv, clusters.json, metrics.json and map.html")
 
@@ -225,11 +228,13 @@ def _add_knn_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model folder (default: the one the index was built with; must be the same)")
     p.add_argument("--output", help="FILE.jsonl: line, label, predicted label and neighbours' lines of each row")
     p.add_argument("--batch-size", type=int, default=32)
+    _add_device_flags(p)
 
     def run(args: argparse.Namespace) -> None:
         print(json.dumps(classify_by_neighbours(
             args.index, args.input, k=args.k, how=args.vote, text_column=args.text_column,
             label_column=args.label_column, model_dir=args.model, output=args.output, batch_size=args.batch_size,
+            device=args.device, precision=args.precision,
         ), indent=2, ensure_ascii=False))
 
     p.set_defaults(func=run)

@@ -31,11 +31,14 @@ def commands(folders: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "embed-train": ["embed-train", "--model", model, "--sentences", corpus, "--out", str(out / "run")],
         "finetune": ["finetune", "--model", model, "--train", corpus, "--dev", corpus, "--out", str(out / "ft")],
         "pretrain run": ["pretrain", "run", "--data", str(out / "data"), "--out", str(out / "pt")],
+        "similarity": ["similarity", "--model", model, "a film", "a movie"],
+        "cluster": ["cluster", "--model", model, "--input", corpus, "--out", str(out / "clusters")],
+        "knn-classify": ["knn-classify", "--index", str(out / "index"), "--input", corpus],
     }
 
 
 @pytest.mark.parametrize("command", ["embed", "search build", "search query", "export", "embed-train", "finetune",
-                                     "pretrain run"])
+                                     "pretrain run", "similarity", "cluster", "knn-classify"])
 def test_absent_gpu_is_refused_before_writing(model_folders: dict[str, Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture, command: str) -> None:
     argv = commands(model_folders, tmp_path)[command]

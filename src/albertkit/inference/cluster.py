@@ -161,6 +161,8 @@ def cluster_file(
     min_cluster_size: int | None = None,
     top_terms: int = 10,
     top_texts: int = 3,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """`albertkit cluster`: cluster the non-blank texts of a file by their embeddings into the folder `out_dir`;
     returns the metrics written to `metrics.json`. `k` None: the k of 2..10 with the best silhouette."""
@@ -168,7 +170,7 @@ def cluster_file(
     rows = read_text_rows(input_path, text_column, label_column)
     check_cluster_options(method, k, len(rows), input_path)
     texts = [text for _, text, _ in rows]
-    vectors = Encoder(model_dir).encode(texts, batch_size, pooling, normalize=True)
+    vectors = Encoder(model_dir, device, precision=precision).encode(texts, batch_size, pooling, normalize=True)
     silhouettes = None
     if k is None and method != "hdbscan":
         k, silhouettes = choose_k(vectors, method, seed)

@@ -380,10 +380,11 @@ def _require_pyarrow() -> None:
         raise UserError("writing .parquet needs pyarrow: pip install pyarrow (or write .npy)") from err
 
 
-def text_similarity(model_dir: str | Path, text_a: str, text_b: str, pooling: str = "mean") -> float:
+def text_similarity(model_dir: str | Path, text_a: str, text_b: str, pooling: str = "mean", device: str = "auto",
+                    precision: str = "auto") -> float:
     """`albertkit similarity`: the cosine of two texts' embeddings (pooled as `embed` pools them)."""
     for number, text in enumerate((text_a, text_b), 1):
         if not text.strip():
             raise UserError(f"text {number} is blank")
-    vectors = Encoder(model_dir).encode([text_a, text_b], pooling=pooling, normalize=True)
+    vectors = Encoder(model_dir, device, precision=precision).encode([text_a, text_b], pooling=pooling, normalize=True)
     return float(np.clip(vectors[0] @ vectors[1], -1.0, 1.0))

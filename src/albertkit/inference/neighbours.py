@@ -54,6 +54,8 @@ def classify_by_neighbours(
     model_dir: str | Path | None = None,
     output: str | Path | None = None,
     batch_size: int = 32,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """`albertkit knn-classify`: accuracy, macro-F1 and MCC of neighbour votes on a labelled file.
 
@@ -71,7 +73,7 @@ def classify_by_neighbours(
         raise UserError(f"k must be at least 1, got {k}")
     column = label_column if label_column is not None else index.meta["label_column"]
     rows = read_text_rows(input_path, text_column, column)
-    encoder = index_encoder(index, model_dir)
+    encoder = index_encoder(index, model_dir, device, precision)
     queries = encoder.encode([text for _, text, _ in rows], batch_size, index.meta["pooling"])
     scores, neighbours = index.top_k(queries, k)
     predicted = [vote([index_labels[n] for n in row], score, how) for row, score in zip(neighbours, scores,

@@ -40,7 +40,7 @@ def save_sentence_transformers(
     It appears whole or not at all; an existing `out_dir` must be empty or an earlier sentence-transformers folder.
     """
     out_dir = Path(out_dir)
-    encoder = Encoder(model_dir, max_length=max_length)
+    encoder = Encoder(model_dir, device="cpu", max_length=max_length)  # only saves: no need for a GPU
     encoder.check_pooling(pooling)
     with atomic_folder(out_dir, MODULES_NAME, "sentence-transformers model") as partial:
         write_model_folder(encoder.albert, partial, encoder.tokenizer,
