@@ -15,6 +15,7 @@ from albertkit.inference.embed import embed_file, text_similarity
 from albertkit.inference.export import export_model
 from albertkit.inference.neighbours import VOTES, classify_by_neighbours
 from albertkit.inference.predict import evaluate_model, predict_file
+from albertkit.inference.pretrain_eval import evaluate_pretraining, format_scores
 from albertkit.inference.search import build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
 from albertkit.modeling.folder import init_model_folder
@@ -277,6 +278,28 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     )
     _add_pretrain_prepare(pretrain_sub)
     _add_pretrain_run(pretrain_sub)
+    _add_pretrain_evaluate(pretrain_sub)
+
+
+def _add_pretrain_evaluate(pretrain_sub: argparse._SubParsersAction) -> None:
+    p = pretrain_sub.add_parser(
+        "evaluate", help="held-out MLM (every scored token shown as [MASK]) and SOP of a model folder on raw text")
+    p.add_argument("--model", required=True, help="ALBERT folder with an MLM head and its tokenizer (albertkit or transformers)")
+    p.add_argument("--input", nargs="+", required=True, help="raw text files (.txt, .jsonl, .gz), folders or globs")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sentence pair")
+    p.add_argument("--max-documents", type=int, default=None, help="evaluate the first N documents only")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="seed of the pairs and masks")
+    p.add_argument("--output", default=None, help="also write the scores to this JSON file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def run(args: argparse.Namespace) -> None:
+        scores = evaluate_pretraining(args.model, args.input, max_seq_length=args.max_seq_length,
+                                      max_documents=args.max_documents, batch_size=args.batch_size, seed=args.seed,
+                                      output=args.output)
+        print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+
+    p.set_defaults(func=run)
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:

@@ -147,12 +147,14 @@ def test_unfinished_run_and_unbounded_metrics(tmp_path):
     records += [{"kind": "train", "step": s, "time": 1.0, "loss": 9.0 - s / 100, "lr": 1e-3,
                  "tokens_per_second": 5e4, "grad_norm": 2.0, "epoch": 0.1} for s in range(1, 61)]
     records.append({"kind": "eval", "step": 60, "time": 2.0, "mlm_loss": 7.5, "mlm_accuracy": 0.05,
-                    "perplexity": math.exp(7.5), "sop_accuracy": 0.5})
+                    "perplexity": math.exp(7.5), "mlm_baseline_accuracy": 0.05, "mlm_unigram_loss": 7.4,
+                    "masked_tokens": 9000, "sop_accuracy": 0.5, "sop_pairs": 640})
     write_log(tmp_path, records)
     write_report(tmp_path)
     markdown = (tmp_path / "report.md").read_text()
     assert "no end record" in markdown and "| last logged step | 60 of 100 |" in markdown
-    assert "| perplexity | 1,808 |" in markdown
+    assert "| perplexity | 1,808 |" in markdown and "| mlm_baseline_accuracy | 0.05" in markdown
+    # The counts of masked tokens and SOP pairs get no chart of their own; the baselines share the metric charts.
     charts = sorted(p.name for p in (tmp_path / "report").iterdir())
     assert charts == sorted([*CURVES, "eval_perplexity.png"])
     assert "(there is no `config.yaml`)" in markdown and "learning_rate: 2.0e-05" in markdown

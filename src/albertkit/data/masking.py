@@ -45,13 +45,14 @@ def assemble_pairs(
 def mask_ngrams(
     input_ids: np.ndarray, maskable: np.ndarray, word_starts: np.ndarray, rng: np.random.Generator, *,
     mask_token_id: int, replacement_ids: np.ndarray, masked_lm_prob: float = 0.15,
-    max_predictions_per_seq: int = 20, max_ngram: int = 3,
+    max_predictions_per_seq: int = 20, max_ngram: int = 3, mask_share: float = 0.8, random_share: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ALBERT's n-gram masking of whole words for a whole batch at once; returns (input_ids, labels, span_words).
 
     Each row masks on average `masked_lm_prob` of its maskable tokens (at least one span, at most
     `max_predictions_per_seq` tokens) in spans of 1..max_ngram whole words with p(n) ∝ 1/n; of the masked tokens
-    80% become [MASK], 10% a random id of `replacement_ids` and 10% stay. Labels hold the original ids there and
+    `mask_share` (80%) become [MASK], `random_share` (10%) a random id of `replacement_ids` and the rest stay
+    (evaluation shows every scored token as [MASK]: mask_share 1, so that no answer can be copied from the input). Labels hold the original ids there and
     -100 elsewhere; `span_words` lists the length in words of every masked span.
 
     How: each row's words are cut into consecutive n-grams of random lengths, the n-grams are put in a random
@@ -102,7 +103,7 @@ def mask_ngrams(
     labels = np.where(masked, input_ids, IGNORE_INDEX)
     action = rng.random((batch, width))
     random_ids = replacement_ids[rng.integers(0, len(replacement_ids), (batch, width))]
-    output = np.where(masked & (action < 0.8), mask_token_id, input_ids)
-    output = np.where(masked & (action >= 0.8) & (action < 0.9), random_ids, output)
+    output = np.where(masked & (action < mask_share), mask_token_id, input_ids)
+    output = np.where(masked & (action >= mask_share) & (action < mask_share + random_share), random_ids, output)
     return output, labels, span_words[span_words > 0]
 

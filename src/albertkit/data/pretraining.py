@@ -22,7 +22,8 @@ class PretrainingData:
 
     Each epoch builds its own examples (target lengths, split points, swaps) and order from (seed, epoch);
     each global batch is masked as a whole from (seed, epoch, index), so a rank's rows do not depend on the
-    world size, and the same arguments always give the same tensors.
+    world size, and the same arguments always give the same tensors. `mask_all` (for evaluation) shows every
+    masked token as [MASK] instead of BERT's 80/10/10 replacement.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class PretrainingData:
         max_predictions_per_seq: int | None = None,
         max_ngram: int = 3,
         seed: int = 0,
+        mask_all: bool = False,
     ):
         self.shards = TokenShards(data_dir, split)
         index = self.shards.index
@@ -54,6 +56,7 @@ class PretrainingData:
         )
         self.max_ngram = max_ngram
         self.seed = seed
+        self.mask_all = mask_all
         self.vocab_size = int(index["vocab_size"])
         special = index["special_token_ids"]
         self.pad_token_id, self.unk_token_id = special["pad"], special["unk"]
@@ -108,6 +111,7 @@ class PretrainingData:
             masked_lm_prob=self.masked_lm_prob,
             max_predictions_per_seq=max_predictions_per_seq or self.max_predictions_per_seq,
             max_ngram=self.max_ngram,
+            **({"mask_share": 1.0, "random_share": 0.0} if self.mask_all else {}),
         )
         return pairs, masked_ids, labels, span_words
 

@@ -23,6 +23,7 @@ class Series:
     values: np.ndarray
     markers: bool = False  # sparse series (evaluations) are drawn as dots joined by a line
     smooth: bool = True  # noisy series (losses, throughput) get a moving average once they are long
+    reference: bool = False  # a baseline to compare against: a thin dashed line
 
 
 def plots_available() -> bool:
@@ -63,7 +64,9 @@ def line_chart(
     for color, line in zip(COLORS * 4, series, strict=False):
         finite = np.isfinite(line.values)
         steps, values = line.steps[finite], line.values[finite]
-        if line.markers:
+        if line.reference:
+            ax.plot(steps, values, "--", color=color, label=line.label, linewidth=1.2)
+        elif line.markers:
             ax.plot(steps, values, "o-", color=color, label=line.label, markersize=4, linewidth=1.4)
         elif line.smooth and len(values) > SMOOTH_ABOVE:
             # Raw points faint, the trend bold: per-window losses are noisy.

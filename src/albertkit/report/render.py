@@ -240,6 +240,9 @@ def _spans_decades(values: np.ndarray) -> bool:
     return bool(len(finite)) and bool(np.all(finite > 0)) and finite.max() > 10 * finite.min()
 
 
+COUNT_SUFFIXES = ("_tokens", "_pairs")
+
+
 @dataclass
 class ChartSpec:
     file_name: str
@@ -257,9 +260,12 @@ def _chart_specs(history: RunHistory) -> list[ChartSpec]:
     def series(records: list[dict[str, Any]], key: str, label: str, markers: bool = False,
                smooth: bool = True) -> list[Series]:
         steps, values = history.curve(records, key)
-        return [Series(label, steps, values, markers, smooth)] if len(values) else []
+        # Baselines (pretraining's unigram figures at the same masked positions) are reference lines.
+        reference = "baseline" in key or "unigram" in key
+        return [Series(label, steps, values, markers and not reference, smooth, reference)] if len(values) else []
 
-    metric_names = history.eval_metric_names()
+    # Counts (masked tokens, SOP pairs) say how much was evaluated; they are no curve.
+    metric_names = [k for k in history.eval_metric_names() if not k.endswith(COUNT_SUFFIXES)]
     eval_losses = [k for k in metric_names if k.endswith("loss")]
     losses = series(history.train, "loss", "train loss")
     for name in eval_losses:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from albertkit.data.pretraining import PretrainingData
 from albertkit.errors import UserError
+from albertkit.inference.pretrain_eval import evaluation_batches, evaluation_data, score_pretraining
 from albertkit.modeling.config import PRESETS, AlbertConfig
+from albertkit.modeling.corpus_init import unigram_log_probs
 from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
 from albertkit.report.render import write_report
@@ -60,10 +62,11 @@ class PretrainingTask:
             max_ngram=options.max_ngram, seed=seed,
         )
         self.train_data = PretrainingData(data_dir, "train", **kwargs)
-        self.valid_data = PretrainingData(data_dir, "valid", **kwargs)
+        self.valid_data = evaluation_data(data_dir, "valid", options.max_seq_length, seed)
         self.options = options
         self.tokenizer = tokenizer
         self._steps: int | None = None
+        self._log_unigram: np.ndarray | None = None
 
     def steps_per_epoch(self, batch_size: int) -> int:
         if self._steps is None:
@@ -83,30 +86,12 @@ class PretrainingTask:
         return model(**batch, num_items_in_batch=num_items)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        """Held-out MLM loss, accuracy and perplexity, and SOP accuracy, over fixed masks (epoch 0)."""
-        device = next(model.parameters()).device
-        # A small held-out slice still gets evaluated: the batch shrinks to fit it.
-        batch_size = min(32, self.valid_data.num_examples(0))
-        if batch_size == 0:
-            return {}
-        n_batches = min(self.options.eval_batches, self.valid_data.num_batches(batch_size, 0))
-        mlm_loss_sum, mlm_correct, mlm_count, sop_correct, sop_count = 0.0, 0, 0, 0, 0
-        for index in range(n_batches):
-            batch = {k: v.to(device) for k, v in self.valid_data.batch(batch_size, 0, index).items()}
-            out = model(**batch, num_items_in_batch=1)
-            masked = batch["labels"][batch["labels"] != IGNORE_INDEX]
-            mlm_loss_sum += float(out.mlm_loss)
-            mlm_correct += int((out.prediction_logits.argmax(-1) == masked).sum())
-            mlm_count += masked.numel()
-            sop_correct += int((out.sop_logits.argmax(-1) == batch["sentence_order_label"]).sum())
-            sop_count += batch["sentence_order_label"].numel()
-        mlm_loss = mlm_loss_sum / max(mlm_count, 1)
-        return {
-            "mlm_loss": mlm_loss,
-            "mlm_accuracy": mlm_correct / max(mlm_count, 1),
-            "perplexity": math.exp(min(mlm_loss, 50.0)),
-            "sop_accuracy": sop_correct / max(sop_count, 1),
-        }
+        """Held-out MLM (every scored token shown as [MASK]) beside the unigram baselines of the training split,
+        and SOP accuracy, over the same fixed masks each time (see inference.pretrain_eval)."""
+        if self._log_unigram is None:
+            self._log_unigram = unigram_log_probs(self.train_data.shards.token_ids, self.train_data.vocab_size)
+        batches = evaluation_batches(self.valid_data, 32, self.options.eval_batches)
+        return score_pretraining(model, batches, self._log_unigram)
 
     def save_model(self, model, directory, summary):
         write_model_folder(model, directory, self.tokenizer, {"task": "pretraining", "summary": summary})
