@@ -62,3 +62,21 @@ def test_evaluating_switches_to_eval_mode_without_gradients_and_back():
     with engine.evaluating() as evaluated:
         assert evaluated is model and not model.training and not torch.is_grad_enabled()
     assert model.training and torch.is_grad_enabled()
+
+
+def test_gradient_checkpointing_setting_takes_the_same_step():
+    task = ToyTask()
+    plain_model, recomputed_model = new_model().eval(), new_model().eval()
+    plain = StepEngine(plain_model, TrainSettings(**SETTINGS), 10, Distributed())
+    recomputed = StepEngine(recomputed_model, TrainSettings(**SETTINGS, gradient_checkpointing=True), 10,
+                            Distributed())
+    recomputed_model.train()  # checkpointing acts in training mode only
+    plain_model.train()
+    assert recomputed_model.albert.encoder.gradient_checkpointing and not plain_model.albert.encoder.gradient_checkpointing
+    torch.manual_seed(1)  # the same dropout masks in both steps
+    a = plain.step(task, task.micro_batches(16, 0, 0, 0, 1, 16))
+    torch.manual_seed(1)
+    b = recomputed.step(task, task.micro_batches(16, 0, 0, 0, 1, 16))
+    torch.testing.assert_close(a.grad_norm, b.grad_norm)
+    for name, value in weights(plain_model).items():
+        torch.testing.assert_close(value, weights(recomputed_model)[name], rtol=1e-5, atol=1e-6)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from albertkit.modeling.activations import ACTIVATIONS
 from albertkit.modeling.config import AlbertConfig
@@ -149,12 +150,31 @@ class AlbertTransformer(nn.Module):
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
+        self.gradient_checkpointing = False
 
     def forward(self, hidden: torch.Tensor, unpadding: Unpadding | None) -> torch.Tensor:
         hidden = self.embedding_hidden_mapping_in(hidden)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for group in self.config.layer_groups():
-            hidden = self.albert_layer_groups[group](hidden, unpadding)
+            layer_group = self.albert_layer_groups[group]
+            if recompute:  # keep only this application's input; its activations are recomputed in backward
+                hidden = checkpoint(layer_group, hidden, unpadding, use_reentrant=False)
+            else:
+                hidden = layer_group(hidden, unpadding)
         return hidden
+
+
+def set_gradient_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Recompute each application of the shared layer group in the backward pass instead of keeping its
+    activations (in every ALBERT encoder inside `model`, wrapped or not); returns how many encoders were set.
+
+    Activation memory falls from one set per layer application to one layer's plus the inputs of each
+    application, for about one more forward pass of compute. Dropout masks are replayed: gradients are unchanged.
+    """
+    encoders = [module for module in model.modules() if isinstance(module, AlbertTransformer)]
+    for encoder in encoders:
+        encoder.gradient_checkpointing = enabled
+    return len(encoders)
 
 
 class AlbertPreTrainedModel(nn.Module):

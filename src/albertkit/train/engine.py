@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from albertkit.modeling.model import set_gradient_checkpointing
 from albertkit.runtime.device import autocast, autocast_dtype
 from albertkit.train.optim import WarmupSchedule, build_optimizer, build_schedule
 from albertkit.train.settings import TrainSettings
@@ -110,6 +111,7 @@ class StepEngine:
         self.scheduler = build_schedule(self.optimizer, warmup_steps=settings.resolve_warmup(total_steps),
                                         total_steps=total_steps, kind=settings.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        set_gradient_checkpointing(model, settings.gradient_checkpointing)
         self.train_model = torch.compile(model) if settings.compile else model
         if world.world_size > 1:
             device_ids = [world.device.index] if world.device.type == "cuda" else None

@@ -80,6 +80,9 @@ class TrainSettings:
     device: str = setting("auto", DEVICE_HELP)
     precision: str = setting("auto", "auto: bf16 on CUDA, fp32 on CPU; fp16 uses loss scaling", choices=PRECISIONS)
     compile: bool = setting(False, "torch.compile the model")
+    gradient_checkpointing: bool = setting(
+        False, "recompute each application of the shared layer in the backward pass instead of keeping its "
+        "activations: much less activation memory for about a third more compute")
     seed: int = setting(0, "seed of the initial weights, data order, masks and dropout")
     eval_every: int | None = setting(None, "steps between evaluations", minimum=1, unset="one per epoch")
     early_stopping_patience: int | None = setting(
