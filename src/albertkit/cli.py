@@ -27,7 +27,9 @@ from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
 from albertkit.train.pretrain import PretrainSettings, run_pretraining
+from albertkit.train.seeds import format_seeds, parse_seeds, run_seeds
 from albertkit.train.settings import add_settings_flags, given_settings
+from albertkit.train.tune import run_tuning
 
 
 def _add_device_flags(p: argparse.ArgumentParser, precision: bool = True, max_tokens: bool = False) -> None:
@@ -309,12 +311,39 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", required=True, help="dev file, same format; picks the best model and early stopping")
     p.add_argument("--test", default=None, help="evaluated with the best model at the end (test_metrics.json)")
     p.add_argument("--out", required=True, help="run folder: logs, checkpoints, best/ and final/ models, report")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: one run each in OUT/seed-N, mean ± std "
+                   "in OUT/seeds.json, the best seed's model in OUT/best")
     add_settings_flags(p, FinetuneSettings)
 
     def run(args: argparse.Namespace) -> None:
         settings = given_settings(args, FinetuneSettings)
-        run_finetuning(settings.pop("task", None), args.model, args.train, args.dev, args.out, test_path=args.test,
+        task = settings.pop("task", None)
+        if args.seeds is not None:
+            print(format_seeds(run_seeds(parse_seeds(args.seeds), task, args.model, args.train, args.dev, args.out,
+                                         test_path=args.test, config_path=args.config, resume=args.resume,
+                                         **settings)))
+            return
+        run_finetuning(task, args.model, args.train, args.dev, args.out, test_path=args.test,
                        config_path=args.config, resume=args.resume, **settings)
+
+    p.set_defaults(func=run)
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="hyperparameter search over a fine-tuning config (optuna), pruning hopeless trials")
+    p.add_argument("--config", required=True, metavar="TUNE.yaml",
+                   help="config, model, train, dev, out, trials and the search ranges (see the README)")
+    p.add_argument("--model", help="override the tune file's model folder")
+    p.add_argument("--train", help="override the tune file's training file")
+    p.add_argument("--dev", help="override the tune file's dev file")
+    p.add_argument("--out", help="override the tune file's output folder")
+    p.add_argument("--trials", type=int, help="override the tune file's number of trials")
+    p.add_argument("--timeout-minutes", type=float, help="start no trial after this many minutes")
+
+    def run(args: argparse.Namespace) -> None:
+        summary = run_tuning(args.config, model=args.model, train=args.train, dev=args.dev, out=args.out,
+                             trials=args.trials, timeout_minutes=args.timeout_minutes)
+        print(json.dumps(summary, indent=2))
 
     p.set_defaults(func=run)
 
@@ -428,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"albertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_evaluate, _add_predict, _add_embed, _add_similarity, _add_search, _add_knn_classify, _add_cluster, _add_serve, _add_export, _add_report, _add_pretrain):
+    for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_tune, _add_evaluate, _add_predict, _add_embed, _add_similarity, _add_search, _add_knn_classify, _add_cluster, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
     return parser
 

@@ -114,3 +114,25 @@ def confusion_heatmap(path: Path, matrix: np.ndarray, labels: list[str], title: 
             ax.text(j, i, f"{count:,}", ha="center", va="center", fontsize=9,
                     color="white" if shares[i, j] > 0.55 else "#111827")
     _save(figure, path)
+
+
+def trial_chart(path: Path, numbers: list[int], values: list[float], states: list[str], metric: str,
+                maximize: bool = True) -> None:
+    """A search's trials: each trial's dev metric (pruned ones where they stopped, as crosses) and the best so far."""
+    figure = _new_figure(6.0, 3.4)
+    ax = figure.add_subplot()
+    done = [i for i, state in enumerate(states) if state == "complete"]
+    pruned = [i for i, state in enumerate(states) if state != "complete"]
+    ax.plot([numbers[i] for i in done], [values[i] for i in done], "o", color=COLORS[0], label="complete")
+    if pruned:
+        ax.plot([numbers[i] for i in pruned], [values[i] for i in pruned], "x", color=COLORS[1],
+                label="pruned (last evaluation)")
+    best = np.array([values[i] for i in done])
+    best = np.maximum.accumulate(best) if maximize else np.minimum.accumulate(best)
+    ax.step([numbers[i] for i in done], best, where="post", color=COLORS[2], label="best so far")
+    ax.set_title(f"dev {metric} per trial", fontsize=11)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    _save(figure, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from albertkit.tasks.metrics import primary_metric
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
+from albertkit.train.events import TrainCallback
 from albertkit.train.loop import TrainResult, train
 from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
@@ -67,6 +69,8 @@ class FinetuneSettings(TrainSettings):
     lora_alpha: float | None = setting(None, "LoRA scaling", minimum=0, unset="2 x rank")
     lora_dropout: float = setting(0.1, "dropout on the LoRA adapters' input", minimum=0)
     freeze_encoder: bool = setting(False, "train the task head only")
+    dropout: float | None = setting(None, "dropout of the encoder's hidden states and attention weights", minimum=0,
+                                    unset="the model's config.json")
     eval_batch_size: int = setting(64, "rows per forward pass when evaluating on dev", minimum=1)
     skip_bad_rows: bool = setting(False, "skip (and report) rows of the train and dev files that cannot be read, "
                                   "instead of stopping at the first")
@@ -130,6 +134,10 @@ def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneSettings
     overrides: dict[str, Any] = {"id2label": spec.id2label if spec.task not in ("regression", "qa") else None}
     if spec.task == "regression":
         overrides.update(id2label={0: "LABEL_0"}, problem_type="regression")
+    if options.dropout is not None:
+        if options.dropout >= 1:
+            raise UserError(f"dropout must be below 1, not {options.dropout}")
+        overrides.update(hidden_dropout_prob=options.dropout, attention_probs_dropout_prob=options.dropout)
     model = HEADS[spec.task].from_pretrained(model_dir, **overrides)
     if model.config.max_position_embeddings < spec.max_seq_length:
         raise UserError(f"max_seq_length {spec.max_seq_length} is above the model's max_position_embeddings "
@@ -166,12 +174,13 @@ def run_finetuning(
     test_path: str | Path | None = None,
     config_path: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[TrainCallback] = (),
     **settings: Any,
 ) -> TrainResult:
     """`albertkit finetune`: train a task head on `model_dir`, keep the best on dev in OUT/best, test it.
 
     `settings` are `FinetuneSettings` fields; they override the YAML file `config_path`, which overrides the
-    defaults. `task` (None: the config file's) is the `task` setting."""
+    defaults. `task` (None: the config file's) is the `task` setting. `callbacks` hook into the training loop."""
     out_dir = Path(out_dir)
     options = load_settings(FinetuneSettings, config_path, {**settings, **({"task": task} if task else {})})
     if options.task is None:
@@ -197,7 +206,7 @@ def run_finetuning(
             "dev_examples": len(dev_examples), "labels": spec.labels,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    result = train(model, task_impl, options, out_dir, resume=resume, run_info=info)
+    result = train(model, task_impl, options, out_dir, resume=resume, run_info=info, callbacks=callbacks)
     if is_main_process():
         print(f"report: {write_report(out_dir)}")
     if test_path is not None:
