@@ -122,3 +122,23 @@ def test_cluster_command_and_bad_inputs(model: Path, reviews: Path, tmp_path: Pa
     with pytest.raises(UserError, match="no column 'topic' in the header"):
         cluster_file(model, reviews, tmp_path / "e", k=2, label_column="topic")
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_map_escapes_texts_and_samples_large_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import albertkit.inference.embedding_map as embedding_map
+
+    texts = ['<script>alert("x")</script> & more', "plain", "x" * 400, "fourth"]
+    coords, projection = embedding_map.project_2d(np.eye(4, 6), seed=0)
+    assert projection == "pca" and coords.shape == (4, 2)
+    summary = [{"cluster": 0, "size": 3, "terms": ["<b>"]}, {"cluster": -1, "size": 1, "terms": []}]
+    embedding_map.write_cluster_map(tmp_path / "map.html", coords, np.array([0, 0, 0, -1]), texts,
+                                    ["a", "b", "a", "b"], summary, "t", projection)
+    page = (tmp_path / "map.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
+    assert "x" * 300 + "…" in page and "x" * 301 not in page and "&lt;b&gt;" in page
+    assert 'fill="#c8c8c8"' in page and "<b>noise</b> (1)" in page
+    monkeypatch.setattr(embedding_map, "MAX_POINTS", 2)
+    embedding_map.write_cluster_map(tmp_path / "small.html", coords, np.array([0, 0, 0, -1]), texts, None, summary,
+                                    "t", projection)
+    small = (tmp_path / "small.html").read_text()
+    assert small.count("<circle") == 2 and "4 texts (a random 2 of them drawn)" in small
