@@ -18,6 +18,7 @@ from albertkit.inference.predict import evaluate_model, predict_file
 from albertkit.inference.pretrain_eval import evaluate_pretraining, format_scores
 from albertkit.inference.search import build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
+from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import init_model_folder
 from albertkit.modeling.model import HEADS
 from albertkit.modeling.summary import describe_model_folder, format_model_description
@@ -26,6 +27,7 @@ from albertkit.runtime.device import DEVICE_HELP, INFERENCE_PRECISION_HELP, PREC
 from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
+from albertkit.train.memory_plan import format_training_memory, training_memory
 from albertkit.train.pretrain import PretrainSettings, run_pretraining
 from albertkit.train.seeds import format_seeds, parse_seeds, run_seeds
 from albertkit.train.settings import add_settings_flags, given_settings
@@ -65,6 +67,16 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def training_memory_table(model_dir: str | None, preset: str | None, processes: int) -> str:
+    """`model info --training-memory`: the DDP and FSDP table of a model folder or a preset."""
+    if (model_dir is None) == (preset is None):
+        raise UserError("--training-memory needs a model folder or --preset NAME (one of them)")
+    if processes < 1:
+        raise UserError(f"--processes must be at least 1, got {processes}")
+    config = AlbertConfig.from_preset(preset) if preset else AlbertConfig.from_pretrained(model_dir)
+    return format_training_memory(preset or model_dir, config, training_memory(config, processes))
+
+
 def _add_model(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="create or inspect a model folder").add_subparsers(dest="action", required=True)
     p = model.add_parser("init", help="write a freshly initialised model of a preset, with its tokenizer")
@@ -82,10 +94,19 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 
     p.set_defaults(func=run_init)
     p = model.add_parser("info", help="config and parameter counts by component of a model folder")
-    p.add_argument("model_dir", help="an HF-format ALBERT folder")
+    p.add_argument("model_dir", nargs="?", help="an HF-format ALBERT folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--training-memory", action="store_true",
+                   help="memory per training process (weights, gradients, optimizer state) for DDP and FSDP")
+    p.add_argument("--preset", help="with --training-memory: a preset (e.g. xxlarge) instead of a model folder")
+    p.add_argument("--processes", type=int, default=8, help="with --training-memory: processes to shard over")
 
     def run_info(args: argparse.Namespace) -> None:
+        if args.training_memory:
+            print(training_memory_table(args.model_dir, args.preset, args.processes))
+            return
+        if args.model_dir is None:
+            raise UserError("model info needs a model folder (or --training-memory --preset NAME)")
         description = describe_model_folder(args.model_dir)
         print(json.dumps(description, indent=2, ensure_ascii=False) if args.json else format_model_description(description))
 

@@ -49,6 +49,11 @@ def fsync_folder(path: Path) -> None:
         os.close(fd)
 
 
+def partial_folder(out_dir: Path) -> Path:
+    """Where `atomic_folder` builds `out_dir` before renaming it into place (other processes may write there too)."""
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
 @contextmanager
 def atomic_folder(out_dir: str | Path, marker: str, what: str) -> Iterator[Path]:
     """Yield an empty folder beside `out_dir` to fill; when the block ends, its files are fsynced and it takes
@@ -64,7 +69,7 @@ def atomic_folder(out_dir: str | Path, marker: str, what: str) -> Iterator[Path]
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / marker).is_file():
         raise UserError(f"folder is not empty and holds no {what}: choose a new or empty folder", out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    partial = partial_folder(out_dir)
     shutil.rmtree(partial, ignore_errors=True)  # left behind by a run that was killed
     partial.mkdir()
     try:

@@ -11,16 +11,26 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from albertkit.errors import UserError
 from albertkit.modeling.model import set_gradient_checkpointing
 from albertkit.runtime.device import autocast, autocast_dtype
 from albertkit.train.optim import WarmupSchedule, build_optimizer, build_schedule
 from albertkit.train.settings import TrainSettings
+from albertkit.train.sharding import (
+    full_norm,
+    gather_full_model,
+    load_sharded,
+    plain_twin,
+    save_sharded,
+    shard_model,
+)
 
 
 class StepTask(Protocol):
@@ -106,17 +116,25 @@ class StepEngine:
         self.model, self.world = model.to(world.device), world
         self.max_grad_norm = settings.max_grad_norm
         self.amp_dtype = autocast_dtype(settings.precision, world.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        set_gradient_checkpointing(model, settings.gradient_checkpointing)
+        self.sharded = settings.strategy == "fsdp" and world.world_size > 1
+        self.twin: torch.nn.Module | None = None  # FSDP: rank 0's unsharded copy, to save whole models into
+        if self.sharded:
+            if self.scaler is not None:
+                raise UserError("--strategy fsdp trains in fp32 or bf16: fp16 loss scaling is for ddp only")
+            self.twin = plain_twin(model) if world.is_main else None
+            shard_model(model, self.amp_dtype if world.device.type == "cuda" else None)
+        self.train_model = torch.compile(model) if settings.compile else model
+        if world.world_size > 1 and not self.sharded:
+            device_ids = [world.device.index] if world.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=device_ids,
+                                                       find_unused_parameters=False)
+        # Built after sharding: FSDP's optimizer holds the shards.
         self.optimizer = build_optimizer(settings.optimizer, model, lr=settings.learning_rate,
                                          weight_decay=settings.weight_decay, eps=settings.adam_epsilon)
         self.scheduler = build_schedule(self.optimizer, warmup_steps=settings.resolve_warmup(total_steps),
                                         total_steps=total_steps, kind=settings.schedule)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        set_gradient_checkpointing(model, settings.gradient_checkpointing)
-        self.train_model = torch.compile(model) if settings.compile else model
-        if world.world_size > 1:
-            device_ids = [world.device.index] if world.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.train_model, device_ids=device_ids,
-                                                       find_unused_parameters=False)
 
     @property
     def schedule(self) -> WarmupSchedule:
@@ -144,7 +162,7 @@ class StepEngine:
             loss += micro_loss.detach()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        grad_norm = full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm))
         finite = bool(torch.isfinite(grad_norm + loss))  # the step's one host sync
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the update itself on overflow and lowers the scale
@@ -166,9 +184,38 @@ class StepEngine:
         # DDP averages gradients over processes: scale so the step's loss is the global sum / items.
         return total / self.world.world_size
 
-    def _no_sync(self) -> contextlib.AbstractContextManager:
-        """Gradients of an accumulation micro-batch stay local: DDP all-reduces on the step's last one only."""
-        return self.train_model.no_sync() if self.world.world_size > 1 else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _no_sync(self) -> Iterator[None]:
+        """Gradients of an accumulation micro-batch stay local: DDP all-reduces (FSDP reduce-scatters) on the
+        step's last one only."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.model.set_requires_gradient_sync(True)
+        elif self.world.world_size > 1:
+            with self.train_model.no_sync():
+                yield
+        else:
+            yield
+
+    @contextlib.contextmanager
+    def whole_model(self) -> Iterator[torch.nn.Module | None]:
+        """The model with whole weights on the main process, for saving (None on the others). Under FSDP every
+        process must enter it: the weights are gathered from all."""
+        if self.sharded:
+            yield gather_full_model(self.model, self.twin)
+        else:
+            yield self.model if self.world.is_main else None
+
+    def save_sharded(self, folder: Path) -> None:
+        """FSDP: every process writes its shards of the model and optimizer into `folder`."""
+        save_sharded(self.model, self.optimizer, folder)
+
+    def load_sharded(self, folder: Path) -> None:
+        """Read a sharded checkpoint's model and optimizer state (collective; works unsharded too)."""
+        load_sharded(self.model, self.optimizer, folder)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[torch.nn.Module]:
@@ -181,14 +228,18 @@ class StepEngine:
             self.model.train()
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, schedule (with its plan) and loss scaler, for a checkpoint."""
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        """Optimizer, schedule (with its plan) and loss scaler, for a checkpoint (FSDP: the optimizer's shards go
+        into the sharded folder instead, see `save_sharded`)."""
+        state = {"scheduler": self.scheduler.state_dict()}
+        if not self.sharded:
+            state["optimizer"] = self.optimizer.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # a sharded checkpoint's optimizer state is read by `load_sharded`
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])

@@ -178,9 +178,15 @@ def restore(engine: StepEngine, settings: TrainSettings, shape: BatchShape, run_
             logger.warning("--resume: no usable checkpoint in %s; starting from scratch", run_dir / "checkpoints")
         return start(settings, world)
     weights, saved = ckpt.load_trainer_state(found)
-    engine.model.load_state_dict(weights, strict=False)
-    if hasattr(engine.model, "tie_weights"):
-        engine.model.tie_weights()
+    if weights is None:  # sharded (FSDP): read back on any number of processes, with either strategy
+        engine.load_sharded(found.path / ckpt.SHARDED_FOLDER)
+    elif engine.sharded:
+        raise UserError("this checkpoint holds whole weights (written with --strategy ddp): resume it with "
+                        "--strategy ddp", found.path)
+    else:
+        engine.model.load_state_dict(weights, strict=False)
+        if hasattr(engine.model, "tie_weights"):
+            engine.model.tie_weights()
     engine.load_state_dict(saved)
     torch.set_rng_state(saved["rng"]["torch"])
     if "cuda" in saved["rng"] and torch.cuda.is_available():
@@ -255,9 +261,10 @@ def evaluate_and_keep_best(engine: StepEngine, task: TrainingTask, state: LoopSt
     value, best = metrics[task.metric_name], state.best_metric
     if best is None or (value > best if task.greater_is_better else value < best):
         state.best_metric, state.best_step, state.evals_without_gain = value, state.step, 0
-        if events.is_main:
-            task.save_model(engine.model, run_dir / "best", {"step": state.step, **metrics})
-            events.saved(state.step, run_dir / "best", "best")
+        with engine.whole_model() as whole:  # under FSDP every process takes part in gathering the weights
+            if whole is not None:
+                task.save_model(whole, run_dir / "best", {"step": state.step, **metrics})
+                events.saved(state.step, run_dir / "best", "best")
     else:
         state.evals_without_gain += 1
     return metrics
@@ -285,16 +292,23 @@ def checkpoint_due(settings: TrainSettings, step: int, seconds_since_save: float
 
 def checkpoint(engine: StepEngine, state: LoopState, budget: TimeBudget, settings: TrainSettings, run_dir: Path,
                events: RunEvents, reason: str) -> None:
-    """Save weights, optimizer, schedule, RNG and loop state atomically (main process only)."""
-    if not events.is_main:
+    """Save weights, optimizer, schedule, RNG and loop state atomically (main process only; under FSDP every
+    process writes its shards)."""
+    if not events.is_main and not engine.sharded:
         return
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     trainer_state = {**asdict(state), "elapsed_seconds": budget.spent(), "budget_planned": budget.planned,
                      **engine.state_dict(), "rng": rng}
-    path = ckpt.save_checkpoint(run_dir / "checkpoints", state.step, engine.model, trainer_state, settings.keep_last)
-    events.saved(state.step, path, "checkpoint", reason)
+    checkpoints = run_dir / "checkpoints"
+    if engine.sharded:
+        path = ckpt.save_sharded_checkpoint(checkpoints, state.step, engine.model, trainer_state, settings.keep_last,
+                                            engine.save_sharded, events.is_main, torch.distributed.barrier)
+    else:
+        path = ckpt.save_checkpoint(checkpoints, state.step, engine.model, trainer_state, settings.keep_last)
+    if events.is_main:
+        events.saved(state.step, path, "checkpoint", reason)
 
 
 def stop_reason(settings: TrainSettings, state: LoopState, out_of_time: bool) -> str | None:
@@ -310,12 +324,14 @@ def stop_reason(settings: TrainSettings, state: LoopState, out_of_time: bool) ->
 def finish(engine: StepEngine, task: TrainingTask, state: LoopState, budget: TimeBudget, settings: TrainSettings,
            result: TrainResult, run_dir: Path, events: RunEvents) -> None:
     """The last checkpoint (unless one is at this step already), RUN_DIR/final and the log's end record."""
+    saved = ckpt.list_checkpoints(run_dir / "checkpoints")
+    if not saved or saved[-1].step != state.step:
+        checkpoint(engine, state, budget, settings, run_dir, events, "final")
+    with engine.whole_model() as whole:  # under FSDP gathered from every process onto rank 0
+        if whole is not None:
+            task.save_model(whole, run_dir / "final", asdict(result))
+            events.saved(state.step, run_dir / "final", "final")
     if events.is_main:
-        saved = ckpt.list_checkpoints(run_dir / "checkpoints")
-        if not saved or saved[-1].step != state.step:
-            checkpoint(engine, state, budget, settings, run_dir, events, "final")
-        task.save_model(engine.model, run_dir / "final", asdict(result))
-        events.saved(state.step, run_dir / "final", "final")
         events.write("end", state.step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"},
                      **result.final_metrics)
     events.close()

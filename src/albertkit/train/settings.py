@@ -29,6 +29,7 @@ from albertkit.train.optim import OPTIMIZER_NAMES, SCHEDULE_KINDS
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
+STRATEGIES = ("ddp", "fsdp")
 Settings = TypeVar("Settings", bound="TrainSettings")
 
 
@@ -80,6 +81,9 @@ class TrainSettings:
     device: str = setting("auto", DEVICE_HELP)
     precision: str = setting("auto", "auto: bf16 on CUDA, fp32 on CPU; fp16 uses loss scaling", choices=PRECISIONS)
     compile: bool = setting(False, "torch.compile the model")
+    strategy: str = setting(
+        "ddp", "several processes: ddp keeps the whole model in each; fsdp shards parameters, gradients and optimizer "
+        "state over them (FSDP2), with sharded checkpoints", choices=STRATEGIES)
     gradient_checkpointing: bool = setting(
         False, "recompute each application of the shared layer in the backward pass instead of keeping its "
         "activations: much less activation memory for about a third more compute")
