@@ -416,7 +416,8 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
 
 def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
     p = pretrain_sub.add_parser("run", help="pretrain with masked LM + sentence-order prediction")
-    p.add_argument("--data", required=True, help="folder written by `albertkit pretrain prepare`")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="folder(s) written by `albertkit pretrain prepare`; several are read as one corpus")
     p.add_argument("--model", default=None, help="model folder to continue pretraining from")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the one saved with the data)")
     p.add_argument("--out", required=True, help="run folder: logs, checkpoints, final/ model, report")
@@ -442,12 +443,15 @@ def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
                    help="zh: Chinese word boundaries from jieba instead of one word per character")
     p.add_argument("--config", default=None, help="model folder whose max_position_embeddings bounds the length")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1,
+                   help="cut the corpus into this many slices, one per machine (`pretrain run --data` reads them all)")
+    p.add_argument("--shard-index", type=int, default=0, help="which slice (0 .. num-shards - 1) this run prepares")
 
     def run(args: argparse.Namespace) -> None:
         prepare_pretraining_data(
             args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length, lang=args.lang,
             workers=args.workers, valid_fraction=args.valid_fraction, whole_word_mask=args.whole_word_mask,
-            seed=args.seed, config=args.config,
+            seed=args.seed, config=args.config, num_shards=args.num_shards, shard_index=args.shard_index,
         )
 
     p.set_defaults(func=run)

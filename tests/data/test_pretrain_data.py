@@ -467,3 +467,53 @@ def test_timing_sanity(prepared):
         f"256x128 batch in {per_batch * 1e3:.1f} ms"
     )
     assert examples > 0
+
+
+# --- slices prepared apart, read as one -------------------------------------------------------------------------
+
+
+def _documents(shards) -> list[tuple[int, ...]]:
+    return [tuple(np.concatenate(shards.document(j)).tolist()) for j in range(shards.num_documents)]
+
+
+def test_slices_prepared_apart_read_as_the_whole_corpus(tokenizer_dir, tmp_path, monkeypatch, capsys):
+    from albertkit.data.shards import ShardUnion, open_shards
+
+    text = _synthetic_english(tmp_path / "small.txt", documents=30, seed=2)
+    monkeypatch.setattr(prepare, "CHUNK_CHARS", 2000)  # many chunks, so that each slice holds several
+    whole = tmp_path / "whole"
+    prepare_pretraining_data(text, tokenizer_dir, whole, workers=1, valid_fraction=0.0)
+    slices = [tmp_path / f"slice{i}" for i in range(3)]
+    for i, folder in enumerate(slices):
+        summary = prepare_pretraining_data(text, tokenizer_dir, folder, workers=1, valid_fraction=0.0,
+                                           num_shards=3, shard_index=i)
+        assert 0 < summary["documents"] < 30
+        assert json.loads((folder / INDEX_NAME).read_text())["shard"] == {"index": i, "count": 3}
+    union = open_shards(slices, "train")
+    assert isinstance(union, ShardUnion)
+    reference = TokenShards(whole, "train")
+    assert (union.num_documents, union.num_sentences, union.num_tokens) == (
+        reference.num_documents, reference.num_sentences, reference.num_tokens)
+    assert sorted(_documents(union)) == sorted(_documents(reference))  # every document once, none lost
+    # Fancy indexing across parts, as the masking reads tokens.
+    positions = np.array([0, union.num_tokens - 1, int(union.sentence_offsets[union.num_sentences // 2])])
+    flat = np.concatenate([np.asarray(TokenShards(f, "train").token_ids) for f in slices])
+    assert union.token_ids[positions].tolist() == flat[positions].tolist()
+    data = PretrainingData(slices, "train", max_seq_length=64)
+    batch = data.batch(4, 0, 0)
+    assert batch["input_ids"].shape[0] == 4
+
+    with pytest.raises(UserError, match=r"slice 1 of 3 is given twice"):
+        open_shards([slices[0], slices[1], slices[1]], "train")
+    with pytest.raises(UserError, match=r"shard index must be in 0 \.\. 2 for 3 shard\(s\), not 3"):
+        prepare_pretraining_data(text, tokenizer_dir, tmp_path / "x", num_shards=3, shard_index=3)
+    capsys.readouterr()
+
+
+def test_folders_of_other_tokenizers_are_not_read_together(tmp_path):
+    from albertkit.data.shards import open_shards
+
+    a = _write_prepared(tmp_path / "a", [3, 4], [2])
+    b = _write_prepared(tmp_path / "b", [3, 4], [2], max_seq_length=64)
+    with pytest.raises(UserError, match=r"max_seq_length 64 differs from 128 in .*a: prepare every folder with"):
+        open_shards([a, b])

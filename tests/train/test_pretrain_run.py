@@ -129,3 +129,21 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(prepared_corpus, tm
     steps = [r["step"] for r in read_log(killed) if r["kind"] == "train"]
     assert steps == sorted(set(steps)) == list(range(1, 13))
     assert json.loads((killed / "final" / "albertkit.json").read_text())["summary"]["steps"] == 12
+
+
+def test_pretraining_reads_slices_prepared_apart(prepared_corpus, tmp_path, monkeypatch):
+    from albertkit.data import prepare
+
+    monkeypatch.setattr(prepare, "CHUNK_CHARS", 2000)
+    slices = [tmp_path / f"slice{i}" for i in range(2)]
+    for i, folder in enumerate(slices):
+        assert main(["pretrain", "prepare", "--input", str(prepared_corpus / "corpus.txt"), "--tokenizer",
+                     str(prepared_corpus / "tok"), "--out", str(folder), "--max-seq-length", "64", "--workers", "1",
+                     "--num-shards", "2", "--shard-index", str(i)]) == 0
+    out = tmp_path / "run"
+    args = ["pretrain", "run", "--data", *map(str, slices), "--out", str(out), *RUN_FLAGS, "--max-steps", "2",
+            "--config", small_model_config(tmp_path)]
+    assert main(args) == 0
+    start = next(r for r in read_log(out) if r["kind"] == "start")
+    assert start["data"] == " ".join(map(str, slices))
+    assert len([r for r in read_log(out) if r["kind"] == "train"]) == 2

@@ -47,6 +47,8 @@ def prepare_pretraining_data(
     whole_word_mask: str | None = None,
     seed: int = 0,
     config: str | Path | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> dict[str, Any]:
     """Tokenize a corpus into train and valid token shards in `out_dir` and return (and print) a summary.
 
@@ -56,20 +58,33 @@ def prepare_pretraining_data(
     starts in Chinese documents by jieba segmentation instead of one word per character. `config` (a model
     folder; by default `tokenizer_dir` when it holds a config.json) bounds `max_seq_length` by the model's
     positions. The tokenizer is copied to `out_dir/tokenizer`.
+
+    `num_shards`/`shard_index`: prepare only slice `shard_index` of `num_shards` (every num_shards-th chunk of
+    about CHUNK_CHARS characters of documents), so that several machines each prepare a slice of one corpus;
+    `pretrain run --data` reads the slices' folders as one.
     """
     started = time.perf_counter()
     _check_options(max_seq_length, tokenizer_dir, config, lang, whole_word_mask, valid_fraction)
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise UserError(f"shard index must be in 0 .. {num_shards - 1} for {num_shards} shard(s), not {shard_index}"
+                        if num_shards >= 1 else f"num_shards must be at least 1, not {num_shards}")
     files = resolve_text_files(inputs)
     if not files:
         raise UserError("no input files given")
     tokenizer = load_tokenizer(tokenizer_dir)
     stats = CorpusStats()
     chunks = _document_chunks(read_raw_documents(files, stats))
+    if num_shards > 1:  # every machine reads the corpus (cheap) and tokenizes only its chunks (the work)
+        chunks = itertools.islice(chunks, shard_index, None, num_shards)
     with atomic_folder(out_dir, INDEX_NAME, "prepared data") as tmp:
         writers = {split: TokenShardWriter(tmp / split, tokenizer.vocab_size) for split in SPLITS}
         tokenized = _tokenize_chunks(chunks, tokenizer_dir, lang, whole_word_mask, workers or os.cpu_count() or 1)
-        languages = _write_splits(tokenized, writers, valid_fraction, np.random.default_rng([seed, 2]))
+        valid_rng = np.random.default_rng([seed, 2] if num_shards == 1 else [seed, 2, shard_index])
+        languages = _write_splits(tokenized, writers, valid_fraction, valid_rng)
         splits = {split: writer.close() for split, writer in writers.items()}
+        if splits["train"]["tokens"] == 0 and num_shards > 1:
+            raise UserError(f"slice {shard_index} of {num_shards} holds no text: the corpus has fewer than "
+                            f"{num_shards} chunks of {CHUNK_CHARS:,} characters; use fewer shards")
         if splits["train"]["tokens"] == 0:
             raise UserError(
                 "no text to prepare: every line is blank or skipped", files[0] if len(files) == 1 else None
@@ -83,6 +98,7 @@ def prepare_pretraining_data(
             "whole_word_mask": whole_word_mask,
             "valid_fraction": valid_fraction,
             "seed": seed,
+            **({"shard": {"index": shard_index, "count": num_shards}} if num_shards > 1 else {}),
             "inputs": [
                 {"path": str(f), "bytes": f.stat().st_size, "skipped_lines": dict(stats.skipped.get(str(f), {}))}
                 for f in files

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from albertkit.data.masking import assemble_pairs, mask_ngrams
-from albertkit.data.shards import TokenShards
+from albertkit.data.shards import open_shards
 from albertkit.data.sop import MIN_SEQ_LENGTH, build_sop_examples
 from albertkit.errors import UserError
 
@@ -28,7 +28,7 @@ class PretrainingData:
 
     def __init__(
         self,
-        data_dir: str | Path,
+        data_dir: str | Path | list[str | Path],
         split: str = "train",
         *,
         max_seq_length: int | None = None,
@@ -39,7 +39,7 @@ class PretrainingData:
         seed: int = 0,
         mask_all: bool = False,
     ):
-        self.shards = TokenShards(data_dir, split)
+        self.shards = open_shards(data_dir, split)
         index = self.shards.index
         self.max_seq_length = max_seq_length or int(index["max_seq_length"])
         if self.max_seq_length < MIN_SEQ_LENGTH:

@@ -184,3 +184,94 @@ def _map(path: Path, dtype: np.dtype) -> np.ndarray:
     if path.stat().st_size == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r")
+
+
+class ConcatenatedArray:
+    """Several 1-D arrays (memory-mapped shards) read as one, without copying them: integer-array indexing and
+    slices within one part, as the pretraining data reads tokens."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self))
+            part = int(np.searchsorted(self.starts, start, side="right")) - 1 if start < len(self) else 0
+            if stop > self.starts[part + 1]:
+                raise IndexError("a slice of a ConcatenatedArray must lie within one part")
+            offset = self.starts[part]
+            return np.asarray(self.parts[part][start - offset:stop - offset])
+        index = np.asarray(index)
+        out = np.empty(index.shape, dtype=self.dtype)
+        part_of = np.searchsorted(self.starts, index, side="right") - 1
+        for part in np.unique(part_of):
+            chosen = part_of == part
+            out[chosen] = self.parts[part][index[chosen] - self.starts[part]]
+        return out
+
+
+class ShardUnion:
+    """The same split of several prepared folders (say, the slices `pretrain prepare --shard-index` wrote on
+    several machines) read as one TokenShards: their documents one after another."""
+
+    def __init__(self, data_dirs: list[str | Path], split: str = "train"):
+        parts = [TokenShards(d, split) for d in data_dirs]
+        check_compatible([p.index for p in parts], data_dirs)
+        self.data_dir = Path(data_dirs[0])
+        self.index = parts[0].index
+        self.split = split
+        self.token_ids = ConcatenatedArray([p.token_ids for p in parts])
+        self.word_starts = ConcatenatedArray([p.word_starts for p in parts])
+        token_shift = np.cumsum([0] + [p.num_tokens for p in parts])
+        sentence_shift = np.cumsum([0] + [p.num_sentences for p in parts])
+        self.sentence_offsets = _join_offsets([p.sentence_offsets for p in parts], token_shift)
+        self.document_offsets = _join_offsets([p.document_offsets for p in parts], sentence_shift)
+
+    vocab_size = TokenShards.vocab_size
+    num_tokens = TokenShards.num_tokens
+    num_sentences = TokenShards.num_sentences
+    num_documents = TokenShards.num_documents
+    sentence = TokenShards.sentence
+    document = TokenShards.document
+
+
+def _join_offsets(offsets: list[np.ndarray], shifts: np.ndarray) -> np.ndarray:
+    """One offsets array (n + 1 entries) from each part's, each shifted by the items of the parts before it."""
+    joined = [np.zeros(1, dtype=OFFSET_DTYPE)]
+    joined += [np.asarray(o[1:], dtype=OFFSET_DTYPE) + shift for o, shift in zip(offsets, shifts, strict=False)]
+    return np.concatenate(joined)
+
+
+# What must agree between prepared folders read together: the same tokenizer, ids and sequence length.
+COMPATIBLE_KEYS = ("vocab_size", "token_dtype", "special_token_ids", "max_seq_length", "whole_word_mask")
+
+
+def check_compatible(indexes: list[dict[str, Any]], data_dirs: list[str | Path]) -> None:
+    """A UserError naming the folder whose tokenizer or settings differ from the first one's, or a slice
+    (`pretrain prepare --shard-index`) given twice."""
+    first = indexes[0]
+    for index, folder in zip(indexes[1:], data_dirs[1:], strict=True):
+        for key in COMPATIBLE_KEYS:
+            if index.get(key) != first.get(key):
+                raise UserError(f"{key} {index.get(key)!r} differs from {first.get(key)!r} in {data_dirs[0]}: "
+                                "prepare every folder with the same tokenizer and settings", folder)
+        if index.get("tokenizer", {}).get("sha256") != first.get("tokenizer", {}).get("sha256"):
+            raise UserError(f"prepared with another tokenizer than {data_dirs[0]}", folder)
+    slices = [(index["shard"]["index"], index["shard"]["count"]) for index in indexes if index.get("shard")]
+    if len(set(slices)) < len(slices):
+        repeated = next(s for s in slices if slices.count(s) > 1)
+        raise UserError(f"slice {repeated[0]} of {repeated[1]} is given twice: each slice once")
+
+
+def open_shards(data_dirs: str | Path | list[str | Path], split: str = "train") -> TokenShards | ShardUnion:
+    """One prepared folder's split, or the union of several folders' (documents of each in turn)."""
+    if isinstance(data_dirs, str | Path):
+        return TokenShards(data_dirs, split)
+    if len(data_dirs) == 1:
+        return TokenShards(data_dirs[0], split)
+    return ShardUnion(list(data_dirs), split)

@@ -37,7 +37,7 @@ EVAL_MASKED_LM_PROB = 0.15
 EVAL_MAX_NGRAM = 1
 
 
-def evaluation_data(data_dir: str | Path, split: str, max_seq_length: int | None, seed: int) -> PretrainingData:
+def evaluation_data(data_dir: str | Path | list[str | Path], split: str, max_seq_length: int | None, seed: int) -> PretrainingData:
     """A prepared split as fixed evaluation examples: full length, 15% single-word masks, all shown as [MASK]."""
     return PretrainingData(data_dir, split, max_seq_length=max_seq_length, short_seq_prob=0.0,
                            masked_lm_prob=EVAL_MASKED_LM_PROB, max_ngram=EVAL_MAX_NGRAM, seed=seed, mask_all=True)

@@ -55,7 +55,7 @@ class PretrainingTask:
     metric_name = None
     greater_is_better = True
 
-    def __init__(self, data_dir: Path, options: PretrainSettings, tokenizer: Any, seed: int):
+    def __init__(self, data_dir: Path | list[Path], options: PretrainSettings, tokenizer: Any, seed: int):
         kwargs = dict(
             max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob,
             masked_lm_prob=options.masked_lm_prob, max_predictions_per_seq=options.max_predictions_per_seq,
@@ -126,7 +126,7 @@ def build_pretraining_model(
 
 
 def run_pretraining(
-    data_dir: str | Path,
+    data_dir: str | Path | list[str | Path],
     out_dir: str | Path,
     *,
     model_dir: str | Path | None = None,
@@ -138,12 +138,16 @@ def run_pretraining(
     """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP.
 
     `settings` are `PretrainSettings` fields; they override the YAML file `config_path`, which overrides the
-    defaults. The run folder gets config.yaml, log.jsonl, checkpoints/, final/ and report.html."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if not (data_dir / "index.json").is_file() and not (data_dir / "train").is_dir():
-        raise UserError("not a prepared data folder (run `albertkit pretrain prepare` first)", data_dir)
+    defaults. The run folder gets config.yaml, log.jsonl, checkpoints/, final/ and report.html. Several data
+    folders (slices prepared on several machines, say) are read as one corpus."""
+    data_dirs = [Path(d) for d in ([data_dir] if isinstance(data_dir, str | Path) else data_dir)]
+    out_dir = Path(out_dir)
+    for folder in data_dirs:
+        if not (folder / "index.json").is_file() and not (folder / "train").is_dir():
+            raise UserError("not a prepared data folder (run `albertkit pretrain prepare` first)", folder)
+    data = data_dirs[0] if len(data_dirs) == 1 else data_dirs
     options = load_settings(PretrainSettings, config_path, settings)
-    tokenizer_dir = tokenizer_dir or model_dir or data_dir / "tokenizer"
+    tokenizer_dir = tokenizer_dir or model_dir or data_dirs[0] / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir)
     torch.manual_seed(options.seed)  # the new model's initial weights follow the run's seed
     model = build_pretraining_model(model_dir, options.preset if model_dir is None else None, tokenizer, options.model)
@@ -152,11 +156,11 @@ def run_pretraining(
             f"max_seq_length {options.max_seq_length} is above the model's max_position_embeddings"
             f" {model.config.max_position_embeddings}"
         )
-    task = PretrainingTask(data_dir, options, tokenizer, options.seed)
+    task = PretrainingTask(data, options, tokenizer, options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_settings(out_dir, options, "pretrain run", {"data": data_dir, "model": model_dir, "tokenizer": tokenizer_dir},
+    save_settings(out_dir, options, "pretrain run", {"data": " ".join(map(str, data_dirs)), "model": model_dir, "tokenizer": tokenizer_dir},
                   resume)
-    info = {"task": "pretraining", "data": str(data_dir), "parameters": model.num_parameters(),
+    info = {"task": "pretraining", "data": " ".join(map(str, data_dirs)), "parameters": model.num_parameters(),
             "model_config": model.config.to_dict()}
     result = train(model, task, options, out_dir, resume=resume, run_info=info)
     if is_main_process():
