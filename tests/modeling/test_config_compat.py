@@ -30,7 +30,7 @@ def test_every_parameter_free_transformers_activation_is_known() -> None:
 def test_fields_left_out_take_transformers_defaults() -> None:
     ours = AlbertConfig.from_dict({"model_type": "albert"}).to_dict()
     theirs = transformers.AlbertConfig().to_dict()
-    shared = {f.name for f in dataclasses.fields(AlbertConfig)} - {"extra", "id2label", "architectures", "problem_type"}
+    shared = {f.name for f in dataclasses.fields(AlbertConfig)} - {"extra", "id2label", "architectures", "problem_type", "pruned_heads"}
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
     assert ours["hidden_size"] == 4096 and ours["num_attention_heads"] == 64
 
@@ -47,7 +47,8 @@ def test_round_trip_keeps_fields_albertkit_does_not_use() -> None:
     ({"hidden_act": "xielu"}, "hidden_act 'xielu' has learned weights of its own"),
     ({"hidden_act": "gelu_fancy"}, "unknown hidden_act 'gelu_fancy'; choose one of gelu, gelu_python"),
     ({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key' is not supported"),
-    ({"pruned_heads": {"0": [1]}}, "pruned attention heads are not supported"),
+    ({"pruned_heads": {"0": [0, 1, 2, 3]}}, "pruned_heads removes every head of layer 0"),
+    ({"pruned_heads": {"1": [0]}}, "pruned_heads of layer 1 names a layer or head the model does not have"),
     ({"num_hidden_groups": 0}, "num_hidden_groups and num_attention_heads must be at least 1"),
     ({"hidden_size": 30, "num_attention_heads": 4}, "hidden_size 30 is not a multiple of num_attention_heads 4"),
 ])

@@ -57,6 +57,9 @@ class AlbertConfig:
     id2label: dict[int, str] | None = None
     problem_type: str | None = None
     architectures: list[str] | None = None
+    # Attention heads removed by `albertkit prune`: {layer: [original head indices]}, layers numbered as transformers
+    # numbers them (group * inner_group_num + inner index); a shared layer is pruned once for all its applications.
+    pruned_heads: dict[int, list[int]] | None = None
     # Fields of a config.json that albertkit does not use, kept so a round trip loses nothing.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -79,8 +82,24 @@ class AlbertConfig:
         if position_embedding_type != "absolute":
             raise UserError(f"position_embedding_type {position_embedding_type!r} is not supported: albertkit (like "
                             "transformers 5) implements absolute position embeddings only")
-        if self.extra.get("pruned_heads"):
-            raise UserError("the config lists pruned_heads: pruned attention heads are not supported")
+        self.pruned_heads = self._checked_pruned_heads()
+
+    def _checked_pruned_heads(self) -> dict[int, list[int]] | None:
+        """`pruned_heads` with int keys (JSON has strings), sorted heads, and every layer keeping one head at least."""
+        if not self.pruned_heads:
+            return None
+        layers = self.num_hidden_groups * self.inner_group_num
+        checked: dict[int, list[int]] = {}
+        for key, heads in self.pruned_heads.items():
+            layer, heads = int(key), sorted({int(h) for h in heads})
+            if not 0 <= layer < layers or any(not 0 <= h < self.num_attention_heads for h in heads):
+                raise UserError(f"pruned_heads of layer {key} names a layer or head the model does not have "
+                                f"({layers} layers of {self.num_attention_heads} heads)")
+            if len(heads) == self.num_attention_heads:
+                raise UserError(f"pruned_heads removes every head of layer {layer}")
+            if heads:
+                checked[layer] = heads
+        return checked or None
 
     def layer_groups(self) -> list[int]:
         """The group whose weights each layer runs, as transformers maps them: `int(i / (layers / groups))`.
@@ -108,9 +127,11 @@ class AlbertConfig:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         data = {**self.extra, **data, "model_type": "albert"}
-        for key in ("id2label", "problem_type", "architectures"):
+        for key in ("id2label", "problem_type", "architectures", "pruned_heads"):
             if data[key] is None:
                 del data[key]
+        if self.pruned_heads:
+            data["pruned_heads"] = {str(k): v for k, v in self.pruned_heads.items()}
         if self.id2label is not None:
             data["id2label"] = {str(k): v for k, v in self.id2label.items()}
             data["label2id"] = self.label2id

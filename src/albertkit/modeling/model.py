@@ -84,15 +84,20 @@ class AlbertEmbeddings(nn.Module):
 
 
 class AlbertAttention(nn.Module):
-    def __init__(self, config: AlbertConfig):
+    """Self-attention; heads listed in `pruned_heads` (original indices, as transformers 4 keeps them) are absent:
+    the projections hold only the kept heads' rows and columns."""
+
+    def __init__(self, config: AlbertConfig, pruned_heads: list[int] = ()):
         super().__init__()
-        self.num_heads = config.num_attention_heads
+        self.pruned_heads = sorted(set(pruned_heads))
+        self.num_heads = config.num_attention_heads - len(self.pruned_heads)
         self.head_size = config.hidden_size // config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        all_head_size = self.num_heads * self.head_size
+        self.query = nn.Linear(config.hidden_size, all_head_size)
+        self.key = nn.Linear(config.hidden_size, all_head_size)
+        self.value = nn.Linear(config.hidden_size, all_head_size)
+        self.dense = nn.Linear(all_head_size, config.hidden_size)
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -118,10 +123,10 @@ class AlbertAttention(nn.Module):
 
 
 class AlbertLayer(nn.Module):
-    def __init__(self, config: AlbertConfig):
+    def __init__(self, config: AlbertConfig, pruned_heads: list[int] = ()):
         super().__init__()
         self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attention = AlbertAttention(config)
+        self.attention = AlbertAttention(config, pruned_heads)
         self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
         self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.activation = ACTIVATIONS[config.hidden_act]
@@ -134,9 +139,14 @@ class AlbertLayer(nn.Module):
 
 
 class AlbertLayerGroup(nn.Module):
-    def __init__(self, config: AlbertConfig):
+    def __init__(self, config: AlbertConfig, group: int = 0):
         super().__init__()
-        self.albert_layers = nn.ModuleList([AlbertLayer(config) for _ in range(config.inner_group_num)])
+        pruned = config.pruned_heads or {}
+        # transformers numbers the layers of all groups in a row: group * inner_group_num + inner index.
+        self.albert_layers = nn.ModuleList([
+            AlbertLayer(config, pruned.get(group * config.inner_group_num + inner, []))
+            for inner in range(config.inner_group_num)
+        ])
 
     def forward(self, hidden: torch.Tensor, unpadding: Unpadding | None) -> torch.Tensor:
         for layer in self.albert_layers:
@@ -149,7 +159,9 @@ class AlbertTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
-        self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
+        self.albert_layer_groups = nn.ModuleList(
+            [AlbertLayerGroup(config, group) for group in range(config.num_hidden_groups)]
+        )
         self.gradient_checkpointing = False
 
     def forward(self, hidden: torch.Tensor, unpadding: Unpadding | None) -> torch.Tensor:
