@@ -29,6 +29,7 @@ from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embe
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
 from albertkit.train.memory_plan import format_training_memory, training_memory
 from albertkit.train.pretrain import PretrainSettings, run_pretraining
+from albertkit.train.prune import prune_model_folder
 from albertkit.train.seeds import format_seeds, parse_seeds, run_seeds
 from albertkit.train.settings import add_settings_flags, given_settings
 from albertkit.train.tune import run_tuning
@@ -475,6 +476,39 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="remove the least important attention heads and FFN neurons of a fine-tuned model")
+    p.add_argument("--model", required=True, help="fine-tuned model folder (e.g. OUT/best)")
+    p.add_argument("--dev", required=True, help="labeled file: importance is measured by gradients of its loss")
+    p.add_argument("--out", required=True, help="folder for the pruned model (loads in albertkit and transformers)")
+    p.add_argument("--heads", type=float, default=0.5, help="share of each layer's attention heads to remove")
+    p.add_argument("--ffn", type=float, default=0.5, help="share of each layer's FFN neurons to remove")
+    p.add_argument("--recover-train", help="training file for a short recovery fine-tune of the pruned model")
+    p.add_argument("--recover-epochs", type=float, default=1.0, help="epochs of the recovery fine-tune")
+    p.add_argument("--recover-time-budget", type=float, help="minutes after which the recovery fine-tune stops (its decay planned to end then)")
+    p.add_argument("--recover-lr", type=float, default=5e-5, help="peak learning rate of the recovery fine-tune")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per batch (importance and recovery)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recovery fine-tune")
+
+    def run(args: argparse.Namespace) -> None:
+        recovery = dict(epochs=args.recover_epochs, learning_rate=args.recover_lr, seed=args.seed,
+                        save_every_minutes=0.0,
+                        time_budget_minutes=args.recover_time_budget)
+        if args.recover_train is None and (args.recover_epochs, args.recover_lr, args.recover_time_budget) != (
+                1.0, 5e-5, None):
+            raise UserError("--recover-epochs, --recover-lr and --recover-time-budget need --recover-train FILE")
+        summary = prune_model_folder(args.model, args.dev, args.out, heads=args.heads, ffn=args.ffn,
+                                     recover_train=args.recover_train, batch_size=args.batch_size, **recovery)
+        print(json.dumps(summary, indent=2))
+
+    p.set_defaults(func=run)
+
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    """Smaller, faster models: prune (and distill)."""
+    _add_prune(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="albertkit",
@@ -484,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_tune, _add_evaluate, _add_predict, _add_embed, _add_similarity, _add_search, _add_knn_classify, _add_cluster, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
+    _add_compress(sub)
     return parser
 
 

@@ -164,6 +164,19 @@ def _task_spec(options: FinetuneSettings) -> TaskSpec:
     return TaskSpec(**values)
 
 
+def train_task_model(model: torch.nn.Module, spec: TaskSpec, tokenizer: Any, train_examples: list[Any],
+                     dev_examples: list[Any], run_dir: str | Path, options: FinetuneSettings,
+                     task_class: type[FinetuningTask] = FinetuningTask, **task_options: Any) -> TrainResult:
+    """Train an already built `model` on examples read with `spec` (prune's recovery, distillation), the best on
+    dev kept in RUN_DIR/best. `task_class` (with `task_options`) may change the loss."""
+    task_impl = task_class(spec, tokenizer, featurize(spec, tokenizer, train_examples), dev_examples,
+                           featurize(spec, tokenizer, dev_examples), options.seed, options.eval_batch_size,
+                           **task_options)
+    info = {"task": spec.task, "train_examples": len(train_examples), "dev_examples": len(dev_examples),
+            "labels": spec.labels, "parameters": sum(p.numel() for p in model.parameters())}
+    return train(model, task_impl, options, run_dir, run_info=info)
+
+
 def run_finetuning(
     task: str | None,
     model_dir: str | Path,
