@@ -11,7 +11,7 @@ import transformers
 from albertkit.errors import UserError
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.model import AlbertForSequenceClassification
-from albertkit.modeling.prune import prune_ffn, prune_heads, shared_layers
+from albertkit.modeling.pruning import prune_ffn, prune_heads, shared_layers
 
 TRANSFORMERS_4 = int(transformers.__version__.split(".")[0]) < 5
 
