@@ -151,3 +151,27 @@ def test_parse_seeds() -> None:
     assert mean_and_std([0.5]) == (0.5, 0.0)
     with pytest.raises(UserError, match="give either --seed or --seeds"):
         run_seeds([0], "classification", "m", "t", "d", "o", seed=1)
+
+
+def test_a_callback_that_raises_stops_the_run_and_closes_its_log(files: dict[str, Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from albertkit.report.runlog import RunLog, read_log
+    from albertkit.train.events import TrainCallback
+    from albertkit.train.finetune import run_finetuning
+
+    closed: list[Path] = []
+    close = RunLog.close
+    monkeypatch.setattr(RunLog, "close", lambda self: (closed.append(self.path), close(self)))
+
+    class Stop(TrainCallback):
+        def on_evaluate(self, step: int, metrics: dict) -> None:
+            raise optuna.TrialPruned("hopeless")
+
+    with pytest.raises(optuna.TrialPruned, match="hopeless"):
+        run_finetuning(None, files["model"], files["train"], files["dev"], tmp_path / "run",
+                       config_path=files["task"], callbacks=[Stop()])
+    assert closed == [tmp_path / "run" / "log.jsonl"]
+    assert [r["step"] for r in read_log(tmp_path / "run") if r["kind"] == "eval"] == [2]
+    assert not (tmp_path / "run" / "final").exists()

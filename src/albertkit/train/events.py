@@ -52,21 +52,28 @@ class RunEvents:
     def trained(self, step: int, record: dict[str, Any]) -> None:
         self.write("train", step, **record)
         self.progress.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:,.0f}")
-        for callback in self.callbacks:
-            callback.on_log(step, record)
+        self._call("on_log", step, record)
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
         self.write("eval", step, **metrics)
         shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}  # not confusion matrices
         self.say(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-        for callback in self.callbacks:
-            callback.on_evaluate(step, metrics)
+        self._call("on_evaluate", step, metrics)
 
     def saved(self, step: int, path: Path, what: str, reason: str | None = None) -> None:
         if what == "checkpoint":
             self.write("checkpoint", step, path=str(path), reason=reason)
+        self._call("on_save", step, path, what)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        """Call `hook` of every callback; one that raises (to stop the run, as `albertkit tune` prunes a trial)
+        leaves the log and the progress bar closed."""
         for callback in self.callbacks:
-            callback.on_save(step, path, what)
+            try:
+                getattr(callback, hook)(*args)
+            except BaseException:
+                self.close()
+                raise
 
     def planned(self, step: int, end: int, seconds_per_step: float, budget_minutes: float, first: bool,
                 at_limit: bool) -> None:
