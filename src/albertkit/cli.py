@@ -16,6 +16,7 @@ from albertkit.inference.export import export_model
 from albertkit.inference.neighbours import VOTES, classify_by_neighbours
 from albertkit.inference.predict import evaluate_model, predict_file
 from albertkit.inference.pretrain_eval import evaluate_pretraining, format_scores
+from albertkit.inference.quantize import QUANTIZATIONS
 from albertkit.inference.search import build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
 from albertkit.modeling.config import AlbertConfig
@@ -44,6 +45,11 @@ def _add_device_flags(p: argparse.ArgumentParser, precision: bool = True, max_to
         p.add_argument("--max-tokens", type=int, default=None,
                        help="padded tokens per batch: texts are batched by this budget instead of --batch-size "
                             "(default: 16384 on CUDA, batches of --batch-size elsewhere)")
+
+
+def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument("--quantize", choices=QUANTIZATIONS,
+                        help="int8: PyTorch dynamic quantization of the linear layers, on the CPU" + more)
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +131,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
     p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
+    _add_quantize_flag(p)
     _add_device_flags(p, max_tokens=True)
 
     def run(args: argparse.Namespace) -> None:
@@ -139,7 +146,8 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
             raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize,
-                           device=args.device, precision=args.precision, max_tokens=args.max_tokens)
+                           device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                           quantize=args.quantize)
         print(f"embedded {count:,} texts into {args.output}")
 
     p.set_defaults(func=run)
@@ -276,12 +284,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=10000, help="characters per text")
     p.add_argument("--max-texts", type=int, default=256, help="texts per request")
     p.add_argument("--index", help="search index folder (built with the same model) for /v1/search")
+    _add_quantize_flag(p)
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.serve import serve  # needs fastapi and uvicorn (the serve extra)
 
         serve(args.model, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-              max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index)
+              max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index, quantize=args.quantize)
 
     p.set_defaults(func=run)
 
@@ -376,10 +385,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="labeled file in the training file's format")
     p.add_argument("--output", default=None, help="JSON file for the metrics (default: printed only)")
     p.add_argument("--batch-size", type=int, default=64)
+    _add_quantize_flag(p, " (the float32 figures and the change are reported beside)")
 
     def run(args: argparse.Namespace) -> None:
-        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size), indent=2,
-                         ensure_ascii=False))
+        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize),
+                         indent=2, ensure_ascii=False))
 
     p.set_defaults(func=run)
 
@@ -390,9 +400,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="file in the training file's format; labels may be absent")
     p.add_argument("--output", required=True, help="FILE.jsonl (labels, probabilities, entities, answers) or FILE.csv")
     p.add_argument("--batch-size", type=int, default=64)
+    _add_quantize_flag(p)
 
     def run(args: argparse.Namespace) -> None:
-        count = predict_file(args.model, args.input, args.output, args.batch_size)
+        count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize)
         print(f"wrote {count:,} predictions to {args.output}")
 
     p.set_defaults(func=run)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
+from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic
 from albertkit.io.text import iter_text_lines
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
@@ -55,10 +56,11 @@ class Encoder:
     """
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "auto", max_length: int = 512,
-                 precision: str = "auto", max_tokens: int | None = None):
+                 precision: str = "auto", max_tokens: int | None = None, quantize: str | None = None):
         keep_freed_memory()
         target = resolve_device(device)
-        self._attach(load_any_model(model_dir).to(target).eval(), load_tokenizer(model_dir),
+        model = quantize_model(load_any_model(model_dir).to(target).eval(), quantize)
+        self._attach(model, load_tokenizer(model_dir),
                      max_length, Path(model_dir), precision, max_tokens)
 
     @classmethod
@@ -306,11 +308,12 @@ def embed_file(
     device: str = "auto",
     precision: str = "auto",
     max_tokens: int | None = None,
+    quantize: str | None = None,
 ) -> int:
     """Embed every row of `input_path` into `output_path` (.npy, or .parquet with pyarrow); returns the row count.
 
     Streams in chunks so inputs larger than RAM work; the output appears only when complete (temp + rename).
-    `device`, `precision` and `max_tokens` are the Encoder's.
+    `device`, `precision`, `max_tokens` and `quantize` are the Encoder's.
     """
     resolve_device(device)  # an absent GPU is refused before the input is read
     output_path = Path(output_path)
@@ -329,7 +332,7 @@ def embed_file(
         raise UserError("no texts in the file" + (": every text is blank" if count else ""), input_path)
     if skipped["blank line"]:
         print(f"{input_path}: skipped {skipped['blank line']:,} blank line(s) of the table")
-    encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens)
+    encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens, quantize=quantize)
 
     def chunks() -> Iterator[list[str]]:
         texts: list[str] = []

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
+from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic, write_text_atomic
 from albertkit.modeling.folder import load_any_model, read_model_info
 from albertkit.runtime.memory import keep_freed_memory
@@ -109,8 +110,9 @@ def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any
     return metrics
 
 
-def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpec]:
-    """Model, tokenizer and task settings of a folder written by `albertkit finetune`."""
+def load_finetuned(model_dir: str | Path, quantize: str | None = None) -> tuple[torch.nn.Module, Any, TaskSpec]:
+    """Model (int8 on the CPU with `quantize="int8"`), tokenizer and task settings of a folder written by
+    `albertkit finetune`."""
     info = read_model_info(model_dir)
     if "task_spec" not in info:
         raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
@@ -121,32 +123,42 @@ def load_finetuned(model_dir: str | Path) -> tuple[torch.nn.Module, Any, TaskSpe
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
                         f"{model.config.vocab_size}", model_dir)
-    return model, tokenizer, spec
+    return quantize_model(model, quantize), tokenizer, spec
 
 
 def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | Path | None = None,
-                   batch_size: int = 64) -> dict[str, Any]:
-    """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved."""
+                   batch_size: int = 64, quantize: str | None = None) -> dict[str, Any]:
+    """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved.
+
+    With `quantize`, the metrics are the quantized model's, and `float32` / `quantization_change` give the float
+    model's figures and the difference (quantized minus float)."""
     model, tokenizer, spec = load_finetuned(model_dir)
     with reporting_skipped_rows():
         examples = read_examples(spec, data_path, require_labels=True)
     if not examples:
         raise UserError("no examples to evaluate", data_path)
-    metrics = evaluate_features(model, spec, examples, featurize(spec, tokenizer, examples), batch_size,
+    features = featurize(spec, tokenizer, examples)
+    metrics = evaluate_features(quantize_model(model, quantize), spec, examples, features, batch_size,
                                 tokenizer.pad_token_id)
     result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), **metrics}
+    if quantize is not None:
+        reference = evaluate_features(model, spec, examples, features, batch_size, tokenizer.pad_token_id)
+        floats = {k: v for k, v in reference.items() if isinstance(v, float)}
+        result.update(quantize=quantize, float32=floats,
+                      quantization_change={k: metrics[k] - v for k, v in floats.items()})
     if output is not None:
         write_text_atomic(output, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
 
 
 def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
-                 chunk_size: int = 4096) -> int:
+                 chunk_size: int = 4096, quantize: str | None = None) -> int:
     """`albertkit predict`: one record per input example, JSONL or CSV by the output's suffix; returns the count.
 
     Examples are featurized and predicted in chunks; the file appears under its name only when complete.
+    `quantize="int8"`: predict with the int8 model (CPU).
     """
-    model, tokenizer, spec = load_finetuned(model_dir)
+    model, tokenizer, spec = load_finetuned(model_dir, quantize)
     with reporting_skipped_rows():
         examples = read_examples(spec, input_path, require_labels=False)
     if not examples:

@@ -37,8 +37,8 @@ class TaskModel:
     result per item, in order. They run one padded forward pass on the unpadded path, under inference mode.
     """
 
-    def __init__(self, model_dir: str | Path, pooling: str = "mean"):
-        self.encoder = Encoder(model_dir)
+    def __init__(self, model_dir: str | Path, pooling: str = "mean", quantize: str | None = None):
+        self.encoder = Encoder(model_dir, device="cpu" if quantize else "auto", quantize=quantize)
         self.model = self.encoder.model
         self.tokenizer = self.encoder.tokenizer
         self.info = read_model_info(model_dir)

@@ -1,0 +1,81 @@
+"""--quantize int8: the linear layers become int8 dynamic-quantized ones, outputs stay close to float32, and
+evaluate, predict, embed and serve take it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from builders import movie_sentences
+
+from albertkit.cli import main
+from albertkit.errors import UserError
+from albertkit.inference.embed import Encoder
+from albertkit.inference.predict import load_finetuned
+from albertkit.inference.quantize import quantize_model
+from albertkit.modeling.folder import write_model_info
+from albertkit.tasks.spec import TaskSpec
+
+
+@pytest.fixture(scope="module")
+def classifier_folder(model_folders, tmp_path_factory):
+    """The tiny random classifier as a fine-tuned folder (task settings in albertkit.json) and a labelled file."""
+    root = tmp_path_factory.mktemp("quantize")
+    folder = root / "cls"
+    shutil.copytree(model_folders["cls"], folder)
+    spec = TaskSpec("classification", labels=["negative", "positive"], header=True)
+    write_model_info(folder, {"task": "classification", "task_spec": spec.to_dict()})
+    rows = [f"{s}\t{'positive' if i % 2 else 'negative'}" for i, s in enumerate(movie_sentences(60, seed=3))]
+    (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return folder, root / "dev.tsv"
+
+
+def test_int8_model_has_quantized_linears_and_close_logits(classifier_folder):
+    folder, _ = classifier_folder
+    model, tokenizer, _ = load_finetuned(folder)
+    quantized, _, _ = load_finetuned(folder, quantize="int8")
+    kinds = {m._get_name() for m in quantized.modules()}
+    assert "DynamicQuantizedLinear" in kinds and "Linear" not in kinds
+    batch = tokenizer(["the film is wonderful .", "the plot was dull at times ."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        b = quantized(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert float((a - b).abs().max()) < 0.05 * float(a.abs().max()) + 1e-3
+    assert quantize_model(model, None) is model
+    with pytest.raises(UserError, match="unknown quantization 'int4'"):
+        quantize_model(model, "int4")
+
+
+def test_evaluate_reports_the_change_against_float32(classifier_folder, tmp_path, capsys):
+    folder, dev = classifier_folder
+    assert main(["evaluate", "--model", str(folder), "--data", str(dev), "--quantize", "int8",
+                 "--output", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["quantize"] == "int8" and result["examples"] == 60
+    assert result["quantization_change"]["accuracy"] == pytest.approx(
+        result["accuracy"] - result["float32"]["accuracy"])
+
+
+def test_predict_and_embed_take_int8(classifier_folder, tmp_path):
+    folder, dev = classifier_folder
+    assert main(["predict", "--model", str(folder), "--input", str(dev), "--output", str(tmp_path / "p.jsonl"),
+                 "--quantize", "int8"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(records) == 60 and set(records[0]["probabilities"]) == {"negative", "positive"}
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(movie_sentences(20, seed=5)) + "\n")
+    assert main(["embed", "--model", str(folder), "--input", str(texts), "--output", str(tmp_path / "q.npy"),
+                 "--quantize", "int8"]) == 0
+    floats = Encoder(folder, device="cpu").encode(movie_sentences(20, seed=5))
+    cosines = (np.load(tmp_path / "q.npy") * floats).sum(axis=1)
+    assert cosines.min() > 0.99
+
+
+def test_served_model_quantized(classifier_folder):
+    from albertkit.serve.model_functions import TaskModel
+
+    folder, _ = classifier_folder
+    served = TaskModel(folder, quantize="int8")
+    assert "DynamicQuantizedLinear" in {m._get_name() for m in served.model.modules()}
+    assert served.classify(["the film is wonderful ."])[0]["label"] in ("negative", "positive")
