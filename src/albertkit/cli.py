@@ -27,6 +27,7 @@ from albertkit.report.render import write_report
 from albertkit.runtime.device import DEVICE_HELP, INFERENCE_PRECISION_HELP, PRECISIONS, resolve_device
 from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
+from albertkit.train.distill import SHAPE_FIELDS, DistillSettings, run_distillation
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
 from albertkit.train.memory_plan import format_training_memory, training_memory
 from albertkit.train.pretrain import PretrainSettings, run_pretraining
@@ -515,9 +516,34 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="train a smaller student on a fine-tuned teacher's soft targets and labels")
+    p.add_argument("--teacher", required=True, help="fine-tuned model folder: classification, pair, regression or ner")
+    p.add_argument("--train", required=True, help="training file in the teacher's format")
+    p.add_argument("--dev", required=True, help="dev file, same format; picks the best student")
+    p.add_argument("--out", required=True, help="run folder: logs, checkpoints, best/ and final/ students, report")
+    p.add_argument("--unlabeled", help="more texts in the task's format without labels: soft targets only")
+    student = p.add_argument_group("student (default: the teacher's shape with the shape flags given)")
+    student.add_argument("--student", metavar="DIR", help="a pretrained ALBERT folder to start the student from")
+    student.add_argument("--student-preset", help="a preset's shape: tiny, small, base, ...")
+    for name in SHAPE_FIELDS:
+        student.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
+    add_settings_flags(p, DistillSettings)
+
+    def run(args: argparse.Namespace) -> None:
+        shape = {name: getattr(args, name) for name in SHAPE_FIELDS if getattr(args, name) is not None}
+        result = run_distillation(args.teacher, args.train, args.dev, args.out, student_dir=args.student,
+                                  student_preset=args.student_preset, shape=shape, unlabeled_path=args.unlabeled,
+                                  config_path=args.config, resume=args.resume, **given_settings(args, DistillSettings))
+        print(f"best dev {result.best_metric} at step {result.best_step}; student in {args.out}/best")
+
+    p.set_defaults(func=run)
+
+
 def _add_compress(sub: argparse._SubParsersAction) -> None:
-    """Smaller, faster models: prune (and distill)."""
+    """Smaller, faster models: prune and distill."""
     _add_prune(sub)
+    _add_distill(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
