@@ -2,8 +2,8 @@
 
     python benchmarks/pretrain_quality.py --minutes 5 --eval-documents 3          # -> benchmarks/out/pretrain-en
     python benchmarks/embeddings_explore.py --part cluster --finetune-minutes 3
-    python benchmarks/embeddings_explore.py --part seeds --minutes-per-run 1.5
-    python benchmarks/embeddings_explore.py --part tune --minutes-per-run 1.5 --trials 12
+    python benchmarks/embeddings_explore.py --part seeds --minutes-per-run 1.0
+    python benchmarks/embeddings_explore.py --part tune --minutes-per-run 1.0 --trials 12
 
 cluster: fine-tunes the pretrained tiny model on AG News train (9,000 rows; 1,000 held out as its dev file, so the
 test set picks nothing), then `albertkit cluster --k 4` of the 7,600 test texts with its embeddings (mean and pooler
