@@ -24,6 +24,7 @@ from albertkit.modeling.folder import init_model_folder
 from albertkit.modeling.model import HEADS
 from albertkit.modeling.summary import describe_model_folder, format_model_description
 from albertkit.report.render import write_report
+from albertkit.runtime import console
 from albertkit.runtime.device import DEVICE_HELP, INFERENCE_PRECISION_HELP, PRECISIONS, resolve_device
 from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.contrastive import ContrastiveSettings, train_sentence_embeddings
@@ -98,7 +99,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         if args.head not in HEADS:
             raise UserError(f"unknown head {args.head!r}; choose one of {', '.join(HEADS)}")
         init_model_folder(args.preset, args.tokenizer, args.out, head=args.head, seed=args.seed)
-        print(format_model_description(describe_model_folder(args.out)))
+        console.say(format_model_description(describe_model_folder(args.out)))
 
     p.set_defaults(func=run_init)
     p = model.add_parser("info", help="config and parameter counts by component of a model folder")
@@ -141,7 +142,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
                 raise UserError("--save-sentence-transformers writes a model, not embeddings: drop --input/--output")
             out = save_sentence_transformers(args.model, args.save_sentence_transformers, pooling=args.pooling,
                                              normalize=not args.no_normalize)
-            print(f"wrote a sentence-transformers model to {out}")
+            console.say(f"wrote a sentence-transformers model to {out}")
             return
         if not (args.input and args.output):
             raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
@@ -149,7 +150,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize,
                            device=args.device, precision=args.precision, max_tokens=args.max_tokens,
                            quantize=args.quantize)
-        print(f"embedded {count:,} texts into {args.output}")
+        console.say(f"embedded {count:,} texts into {args.output}")
 
     p.set_defaults(func=run)
     _add_embed_train(sub)
@@ -171,7 +172,7 @@ def _add_embed_train(sub: argparse._SubParsersAction) -> None:
             config_path=args.config, resume=args.resume, **given_settings(args, ContrastiveSettings),
         )
         if before is not None:
-            print(f"spearman before {before:.4f}, after {result.final_metrics.get('spearman', float('nan')):.4f}")
+            console.say(f"spearman before {before:.4f}, after {result.final_metrics.get('spearman', float('nan')):.4f}")
 
     p.set_defaults(func=run)
 
@@ -193,7 +194,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column,
                             device=args.device, precision=args.precision, max_tokens=args.max_tokens)
-        print(f"indexed {count:,} texts into {args.index}")
+        console.say(f"indexed {count:,} texts into {args.index}")
 
     p.set_defaults(func=run_build)
     p = search.add_parser("query", help="the k indexed texts nearest to each query (cosine)")
@@ -246,7 +247,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
                                batch_size=args.batch_size, seed=args.seed, min_cluster_size=args.min_cluster_size,
                                device=args.device, precision=args.precision)
         print(json.dumps({k: v for k, v in metrics.items() if k != "silhouette_by_k"}, indent=2))
-        print(f"wrote {args.out}/assignments.tsv, clusters.json, metrics.json and map.html")
+        console.say(f"wrote {args.out}/assignments.tsv, clusters.json, metrics.json and map.html")
 
     p.set_defaults(func=run)
 
@@ -301,7 +302,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="the output folder of a pretraining or fine-tuning run (holds log.jsonl)")
 
     def run(args: argparse.Namespace) -> None:
-        print(f"wrote {write_report(args.run_dir)}")
+        console.say(f"wrote {write_report(args.run_dir)}")
 
     p.set_defaults(func=run)
 
@@ -405,7 +406,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> None:
         count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize)
-        print(f"wrote {count:,} predictions to {args.output}")
+        console.say(f"wrote {count:,} predictions to {args.output}")
 
     p.set_defaults(func=run)
 
@@ -482,7 +483,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help=f"where PyTorch runs the float32 parity check: {DEVICE_HELP}")
 
     def run(args: argparse.Namespace) -> None:
-        print(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
+        console.say(export_model(args.model, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
                            device=args.device).summary())
 
     p.set_defaults(func=run)
@@ -556,11 +557,32 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_quickstart, _add_tokenizer, _add_model, _add_finetune, _add_tune, _add_evaluate, _add_predict, _add_embed, _add_similarity, _add_search, _add_knn_classify, _add_cluster, _add_serve, _add_export, _add_report, _add_pretrain):
         add(sub)
     _add_compress(sub)
+    for command in _commands(parser):
+        _add_console_flags(command)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every runnable command (`albertkit finetune`, `albertkit pretrain run`, ...)."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        return [parser]
+    return [command for action in subparsers for child in action.choices.values() for command in _commands(child)]
+
+
+def _add_console_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("console")
+    group.add_argument("--quiet", "-q", action="store_true",
+                       help="only errors and the command's results: no status lines, warnings or progress bars")
+    group.add_argument("--log-level", choices=console.LOG_LEVELS, default=None,
+                       help="messages shown on stderr (default: info; error with --quiet)")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars on or off (default: on when stdout is a terminal, off with --quiet)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console.configure(args.log_level, quiet=args.quiet, progress=args.progress)
     try:
         if getattr(args, "device", None) is not None:
             resolve_device(args.device)  # an absent GPU is refused before the command writes anything
@@ -571,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("albertkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        console.reset()
     return 0
 
 

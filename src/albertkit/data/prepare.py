@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from albertkit.data.corpus import CorpusStats, RawDocument, check_lang, read_raw_documents, split_document
 from albertkit.data.shards import (
@@ -29,6 +28,7 @@ from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.io.text import resolve_text_files
 from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
+from albertkit.runtime.console import progress_bar, say
 from albertkit.tokenization.loading import load_tokenizer
 
 # Documents go to the tokenizing workers in chunks of about this many characters.
@@ -108,7 +108,7 @@ def prepare_pretraining_data(
         }
         write_index(tmp, index)
     summary = _summary(index, out_dir, time.perf_counter() - started)
-    print(format_summary(summary))
+    say(format_summary(summary))
     return summary
 
 
@@ -183,7 +183,7 @@ def _write_splits(
     The latest document is held back, so that it can go to valid at the end if no other did (with two or more)."""
     languages: Counter = Counter()
     held: TokenizedDocuments | None = None
-    with tqdm(desc="tokenizing", unit=" docs", mininterval=1.0) as progress:
+    with progress_bar(desc="tokenizing", unit=" docs", mininterval=1.0) as progress:
         for documents, chunk_languages in tokenized:
             languages.update(chunk_languages)
             progress.update(documents.num_documents)

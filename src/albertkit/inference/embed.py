@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
@@ -20,6 +19,7 @@ from albertkit.io.atomic import write_atomic
 from albertkit.io.text import iter_text_lines
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
 from albertkit.modeling.model import AlbertModel
+from albertkit.runtime.console import progress_bar
 from albertkit.runtime.device import autocast, autocast_dtype, resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tokenization.loading import load_tokenizer
@@ -133,7 +133,7 @@ class Encoder:
                    else length_bucketed_batches(lengths, batch_size, shuffle=False))
         show = len(batches) > 4 if show_progress is None else show_progress
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
-            for rows in tqdm(batches, desc="embed", unit="batch", disable=not show):
+            for rows in progress_bar(batches, desc="embed", unit="batch", disable=not show):
                 input_ids, attention_mask = pad_batch([sequences[i] for i in rows], self.tokenizer.pad_token_id)
                 pooled = self.pool(input_ids.to(self.device), attention_mask.to(self.device), pooling).float()
                 if normalize:
@@ -345,7 +345,7 @@ def embed_file(
             yield texts
 
     def embedded_chunks() -> Iterator[np.ndarray]:
-        with tqdm(total=count, desc=f"embed {Path(input_path).name}", unit="text") as progress:
+        with progress_bar(total=count, desc=f"embed {Path(input_path).name}", unit="text") as progress:
             for texts in chunks():
                 yield encoder.encode(texts, batch_size, pooling, normalize, show_progress=False)
                 progress.update(len(texts))

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic, write_text_atomic
 from albertkit.modeling.folder import load_any_model, read_model_info
+from albertkit.runtime.console import progress_bar
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import compute_metrics
@@ -44,7 +44,7 @@ def run_features(model: torch.nn.Module, features: list[dict[str, Any]], batch_s
     lengths = np.array([len(f["input_ids"]) for f in features])
     outputs: list[dict[str, np.ndarray] | None] = [None] * len(features)
     batches = length_bucketed_batches(lengths, batch_size, shuffle=False)
-    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not show_progress, mininterval=1.0):
+    for rows in progress_bar(batches, desc="predicting", unit="batch", disable=not show_progress, mininterval=1.0):
         batch = collate([features[i] for i in rows], pad_id)
         out = model(**{k: batch[k].to(device) for k in MODEL_INPUTS})
         produced = {name: getattr(out, name).float().cpu().numpy()
@@ -171,7 +171,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             writer = None
-            progress = tqdm(total=len(examples), desc="predicting", unit=" examples", mininterval=1.0)
+            progress = progress_bar(total=len(examples), desc="predicting", unit=" examples", mininterval=1.0)
             for start in range(0, len(examples), chunk_size):
                 chunk = examples[start : start + chunk_size]
                 features = featurize(spec, tokenizer, chunk)

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from albertkit.errors import UserError
 from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_rows
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.modeling.config import CONFIG_NAME
 from albertkit.modeling.weights import weights_path
+from albertkit.runtime.console import progress_bar
 from albertkit.runtime.device import resolve_device
 from albertkit.tokenization.loading import tokenizer_file
 
@@ -84,7 +84,7 @@ def build_index(
                                             shape=(count, encoder.dimension))
         row = 0
         with open(tmp / INDEX_TEXTS, "w", encoding="utf-8") as texts_file, \
-                tqdm(total=count, desc="index", unit="text") as progress:
+                progress_bar(total=count, desc="index", unit="text") as progress:
             chunk: list[tuple[int, str, str | None]] = []
             rows = (row for row in iter_input_rows(input_path, text_column, label_column) if row[1].strip())
             for item in rows:

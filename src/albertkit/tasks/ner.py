@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from albertkit.errors import UserError
+from albertkit.runtime.console import progress_bar
 from albertkit.tasks.files import read_task_text, split_lines
 from albertkit.tasks.metrics import entity_spans
 
@@ -193,7 +193,7 @@ def featurize_ner(spec: TaskSpec, tokenizer: Any, examples: list[NerExample]) ->
     """
     all_words = [word for example in examples for word in example.words]
     pieces: list[list[int]] = []
-    for start in tqdm(range(0, len(all_words), _ENCODE_CHUNK), desc="tokenizing words", disable=None):
+    for start in progress_bar(range(0, len(all_words), _ENCODE_CHUNK), desc="tokenizing words"):
         pieces.extend(tokenizer.encode_batch(all_words[start : start + _ENCODE_CHUNK]))
     # A word that normalizes to nothing (a lone zero-width character) still needs a token to carry its tag.
     pieces = [word_pieces or [tokenizer.unk_token_id] for word_pieces in pieces]
@@ -208,7 +208,7 @@ def featurize_ner(spec: TaskSpec, tokenizer: Any, examples: list[NerExample]) ->
     budget = spec.max_seq_length - 2
     features = []
     bounds = enumerate(zip(word_bounds[:-1].tolist(), word_bounds[1:].tolist(), strict=True))
-    for index, (w0, w1) in tqdm(bounds, total=len(examples), desc="featurizing", unit=" sentences", disable=None):
+    for index, (w0, w1) in progress_bar(bounds, total=len(examples), desc="featurizing", unit=" sentences"):
         for first, end in word_windows(token_starts[w0:w1], token_ends[w0:w1], budget):
             a, b = w0 + first, w0 + end  # the window's words, as indices into all words
             t0 = token_starts[a] if b > a else 0

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from albertkit.errors import UserError
+from albertkit.runtime.console import progress_bar
 from albertkit.tasks.files import read_task_text, warn_skipped
 from albertkit.tasks.ner import split_words
 
@@ -190,8 +190,7 @@ def featurize_qa(
     piece_bounds = np.concatenate([[0], np.cumsum(counts)])[word_bounds]
     questions = tokenizer.encode_batch([example.question for example in examples])
     features = []
-    disable = None if show_progress is None else not show_progress  # None: a bar only on a terminal
-    progress = tqdm(examples, desc="featurizing", unit=" questions", disable=disable)
+    progress = progress_bar(examples, desc="featurizing", unit=" questions", disable=show_progress is False)
     for index, example in enumerate(progress):
         c = context_index[example.context]
         p0, p1 = piece_bounds[c], piece_bounds[c + 1]

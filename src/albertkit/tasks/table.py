@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from albertkit.errors import UserError
+from albertkit.runtime.console import progress_bar
 from albertkit.tasks.files import read_task_text, repair_html, split_lines, warn_skipped
 
 if TYPE_CHECKING:
@@ -258,7 +257,7 @@ def featurize_text(spec: TaskSpec, tokenizer: Any, examples: list[TextExample]) 
     """
     label2id = spec.label2id
     features: list[dict[str, Any]] = []
-    with tqdm(total=len(examples), desc="featurizing", unit=" examples", disable=None) as progress:
+    with progress_bar(total=len(examples), desc="featurizing", unit=" examples") as progress:
         for start in range(0, len(examples), _ENCODE_CHUNK):
             chunk = examples[start : start + _ENCODE_CHUNK]
             ids_a = tokenizer.encode_batch([ex.text for ex in chunk])

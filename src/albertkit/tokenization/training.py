@@ -11,10 +11,10 @@ from functools import partial
 from pathlib import Path
 
 import sentencepiece as spm
-from tqdm import tqdm
 
 from albertkit.errors import UserError
 from albertkit.io.text import iter_text_lines, resolve_text_files
+from albertkit.runtime.console import progress_bar, say
 from albertkit.tokenization.cjk import CJK_IDEOGRAPH
 from albertkit.tokenization.sentencepiece import CLS, MASK, PAD, SEP, UNK, AlbertTokenizer, normalize_text
 
@@ -61,7 +61,7 @@ def train_tokenizer(
     tokenizer = AlbertTokenizer(_unigram_model(feed, vocab_size, lang, char_vocab), **options)
     tokenizer.save_pretrained(out_dir)
     sampled = f", sampled {feed.used:,}" if feed.sample_from is not None else ""
-    print(
+    say(
         f"tokenizer: read {feed.read:,} lines{sampled} from {len(files)} file(s) (lang {lang}), "
         f"vocabulary {tokenizer.vocab_size:,} pieces, wrote {Path(out_dir)}"
     )
@@ -110,7 +110,7 @@ def _count_lines_to_sample(files: list[Path], max_sentences: int) -> int | None:
         return None
     lines = sum(
         1
-        for _, _, line in tqdm(iter_text_lines(files), desc="counting lines", unit=" lines", mininterval=1.0)
+        for _, _, line in progress_bar(iter_text_lines(files), desc="counting lines", unit=" lines", mininterval=1.0)
         if line.strip()
     )
     return lines if lines > max_sentences else None
@@ -131,7 +131,7 @@ class _TrainingLines:
         rng = random.Random(self.seed)
         still_needed = self.max_sentences
         try:
-            for _, _, line in tqdm(
+            for _, _, line in progress_bar(
                 iter_text_lines(self.files), desc="reading text", unit=" lines", mininterval=1.0
             ):
                 if not line.strip():

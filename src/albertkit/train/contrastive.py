@@ -30,6 +30,7 @@ from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import AlbertModel, AlbertOutput
 from albertkit.report.render import write_report
+from albertkit.runtime.console import say
 from albertkit.tasks.metrics import spearman
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
@@ -209,7 +210,7 @@ def train_sentence_embeddings(
     result = train(model, task, options, out_dir, resume=resume,
                    run_info={"task": "sentence-embeddings", "mode": mode, "spearman_before": before})
     if is_main_process():
-        print(f"report: {write_report(out_dir)}")
+        say(f"report: {write_report(out_dir)}")
     return result, before
 
 

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from albertkit.io.atomic import write_text_atomic
 from albertkit.report.runlog import LOG_NAME, RunLog, read_log
+from albertkit.runtime.console import progress_bar, say
 
 
 class TrainCallback:
@@ -35,7 +34,7 @@ class RunEvents:
         self.is_main = is_main
         self.log = RunLog(run_dir, enabled=is_main)
         self.callbacks = list(callbacks) if is_main else []
-        self.progress = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not is_main,
+        self.progress = progress_bar(total=total_steps, initial=step, desc="training", unit="step", disable=not is_main,
                              dynamic_ncols=True)
 
     def write(self, kind: str, step: int, **values: Any) -> None:
@@ -44,7 +43,7 @@ class RunEvents:
 
     def say(self, line: str) -> None:
         if self.is_main:
-            tqdm.write(line)
+            say(line)
 
     def stepped(self) -> None:
         self.progress.update(1)

@@ -27,6 +27,7 @@ from albertkit.modeling.model import (
     AlbertForTokenClassification,
 )
 from albertkit.report.render import write_report
+from albertkit.runtime.console import say
 from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import primary_metric
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
@@ -221,8 +222,8 @@ def run_finetuning(
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     result = train(model, task_impl, options, out_dir, resume=resume, run_info=info, callbacks=callbacks)
     if is_main_process():
-        print(f"report: {write_report(out_dir)}")
+        say(f"report: {write_report(out_dir)}")
     if test_path is not None:
         test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json")
-        print("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
+        say("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
     return result

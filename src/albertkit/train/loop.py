@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from albertkit.errors import UserError
+from albertkit.runtime.console import say
 from albertkit.runtime.device import resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.train import checkpoints as ckpt
@@ -198,7 +199,7 @@ def restore(engine: StepEngine, settings: TrainSettings, shape: BatchShape, run_
         engine.schedule.replan(state.step, shape.total_steps)  # --max-steps changed: the decay follows it
     if world.is_main:
         truncate_log(run_dir, state.step)
-        print(f"resuming from {found.path} (step {state.step})")
+        say(f"resuming from {found.path} (step {state.step})")
     return state
 
 

@@ -18,6 +18,7 @@ from albertkit.modeling.corpus_init import unigram_log_probs
 from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
 from albertkit.report.render import write_report
+from albertkit.runtime.console import say
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
 from albertkit.train.loop import TrainResult, train
@@ -164,5 +165,5 @@ def run_pretraining(
             "model_config": model.config.to_dict()}
     result = train(model, task, options, out_dir, resume=resume, run_info=info)
     if is_main_process():
-        print(f"report: {write_report(out_dir)}")
+        say(f"report: {write_report(out_dir)}")
     return result
