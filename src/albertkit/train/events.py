@@ -25,17 +25,47 @@ class TrainCallback:
     def on_save(self, step: int, path: Path, what: str) -> None:
         """After a checkpoint (`what` "checkpoint") or a model folder ("best", "final") is complete at `path`."""
 
+    def on_train_begin(self, step: int, record: dict[str, Any]) -> None:
+        """Before the first step (of this process: `step` > 0 on resume), with the effective config and run info."""
+
+    def on_train_end(self, step: int, record: dict[str, Any]) -> None:
+        """After the final model is saved, with the result (steps, stop reason, final metrics, tokens/s); also
+        when the run fails, with `stopped_because` "error" and the `error`."""
+
 
 class RunEvents:
     """The run's log, progress bar and callbacks; `is_main` False turns every report off."""
 
     def __init__(self, run_dir: Path, is_main: bool, step: int, total_steps: int,
                  callbacks: Sequence[TrainCallback] = ()):
-        self.is_main = is_main
+        self.is_main, self.step = is_main, step
         self.log = RunLog(run_dir, enabled=is_main)
         self.callbacks = list(callbacks) if is_main else []
         self.progress = progress_bar(total=total_steps, initial=step, desc="training", unit="step", disable=not is_main,
                              dynamic_ncols=True)
+
+    def started(self, step: int, **record: Any) -> None:
+        self.write("start", step, **record)
+        for callback in self.callbacks:
+            callback.on_train_begin(step, record)
+
+    def ended(self, step: int, **record: Any) -> None:
+        self.write("end", step, **record)
+        self._end(step, record)
+
+    def _end(self, step: int, record: dict[str, Any]) -> None:
+        callbacks, self.callbacks = self.callbacks, []  # each callback hears of the end once
+        for callback in callbacks:
+            callback.on_train_end(step, record)
+
+    def __enter__(self) -> RunEvents:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        """A run that raises still ends its callbacks (trackers mark the run failed) and closes the log."""
+        if error is not None:
+            self._end(self.step, {"stopped_because": "error", "error": repr(error)})
+        self.close()
 
     def write(self, kind: str, step: int, **values: Any) -> None:
         if self.is_main:
@@ -46,6 +76,7 @@ class RunEvents:
             say(line)
 
     def stepped(self) -> None:
+        self.step += 1
         self.progress.update(1)
 
     def trained(self, step: int, record: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from albertkit.train.budget import TimeBudget
 from albertkit.train.engine import Distributed, StepEngine, StepOutcome, StepTask
 from albertkit.train.events import RunEvents, TrainCallback, truncate_log
 from albertkit.train.settings import TrainSettings
+from albertkit.train.trackers import TrackerCallback, resolve_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -103,47 +104,50 @@ def train(
     shape = batch_shape(settings, task, world)
     engine = StepEngine(model, settings, shape.total_steps, world)
     state = restore(engine, settings, shape, run_dir, world) if resume else start(settings, world)
+    trackers = resolve_report_to(settings.report_to) if world.is_main else []
+    callbacks = [TrackerCallback(trackers, run_dir, resume), *callbacks] if trackers else callbacks
     events = RunEvents(run_dir, world.is_main, state.step, engine.schedule.total_steps, callbacks)
-    events.write("start", state.step, config=asdict(settings), world_size=world.world_size, device=str(world.device),
-                 total_steps=shape.total_steps, steps_per_epoch=shape.steps_per_epoch, **(run_info or {}))
-    budget = TimeBudget(settings.time_budget_minutes, state.elapsed_seconds, state.budget_planned, clock)
-    meter = Meter(clock)
-    started, last_save, metrics, stopped_because = clock(), clock(), {}, None
-    model.train()
-    while stopped_because is None and state.step < engine.schedule.total_steps:
-        epoch, index = divmod(state.step, shape.steps_per_epoch)
-        batches = task.micro_batches(settings.batch_size, epoch, index, world.rank, world.world_size,
-                                     shape.micro_batch_size)
-        outcome = engine.step(task, batches)
-        state.step += 1
-        count_bad_step(outcome, state, settings, run_dir, events)
-        meter.add(outcome)
-        budget.observe(state.step)
-        events.stepped()
-        end = engine.schedule.total_steps
-        if state.step % settings.log_every == 0 or state.step == end:
+    with events:  # a run that raises still ends its trackers and callbacks
+        events.started(state.step, config=asdict(settings), world_size=world.world_size, device=str(world.device),
+                       total_steps=shape.total_steps, steps_per_epoch=shape.steps_per_epoch, **(run_info or {}))
+        budget = TimeBudget(settings.time_budget_minutes, state.elapsed_seconds, state.budget_planned, clock)
+        meter = Meter(clock)
+        started, last_save, metrics, stopped_because = clock(), clock(), {}, None
+        model.train()
+        while stopped_because is None and state.step < engine.schedule.total_steps:
+            epoch, index = divmod(state.step, shape.steps_per_epoch)
+            batches = task.micro_batches(settings.batch_size, epoch, index, world.rank, world.world_size,
+                                         shape.micro_batch_size)
+            outcome = engine.step(task, batches)
+            state.step += 1
+            count_bad_step(outcome, state, settings, run_dir, events)
+            meter.add(outcome)
+            budget.observe(state.step)
+            events.stepped()
+            end = engine.schedule.total_steps
+            if state.step % settings.log_every == 0 or state.step == end:
+                events.trained(state.step, meter.record(engine, world, state.step / shape.steps_per_epoch))
+            out_of_time = budget.limited and world.any(budget.exhausted())
+            evaluated = state.step % (settings.eval_every or shape.steps_per_epoch) == 0 or state.step == end or out_of_time
+            if evaluated:
+                metrics = evaluate_and_keep_best(engine, task, state, run_dir, events)
+            if budget.plan_due(state.step, engine.schedule.warmup_steps, evaluated, engine.schedule.total_steps):
+                plan_to_budget(engine, budget, settings, state.step, shape.total_steps, world, events)
+            if checkpoint_due(settings, state.step, clock() - last_save):
+                checkpoint(engine, state, budget, settings, run_dir, events, "periodic")
+                last_save = clock()
+            stopped_because = stop_reason(settings, state, out_of_time)
+        if meter.pending:  # stopped between two log records: the last steps are logged too
             events.trained(state.step, meter.record(engine, world, state.step / shape.steps_per_epoch))
-        out_of_time = budget.limited and world.any(budget.exhausted())
-        evaluated = state.step % (settings.eval_every or shape.steps_per_epoch) == 0 or state.step == end or out_of_time
-        if evaluated:
-            metrics = evaluate_and_keep_best(engine, task, state, run_dir, events)
-        if budget.plan_due(state.step, engine.schedule.warmup_steps, evaluated, engine.schedule.total_steps):
-            plan_to_budget(engine, budget, settings, state.step, shape.total_steps, world, events)
-        if checkpoint_due(settings, state.step, clock() - last_save):
-            checkpoint(engine, state, budget, settings, run_dir, events, "periodic")
-            last_save = clock()
-        stopped_because = stop_reason(settings, state, out_of_time)
-    if meter.pending:  # stopped between two log records: the last steps are logged too
-        events.trained(state.step, meter.record(engine, world, state.step / shape.steps_per_epoch))
-    events.progress.close()
-    seconds = clock() - started
-    result = TrainResult(
-        steps=state.step, epochs_completed=state.step / shape.steps_per_epoch,
-        stopped_because=stopped_because or ("time_budget" if state.step < shape.total_steps else "max_steps"),
-        final_metrics=metrics, best_metric=state.best_metric, best_step=state.best_step, skipped_steps=state.skipped,
-        seconds=seconds, tokens_per_second=meter.total_tokens / max(seconds, 1e-9),
-    )
-    finish(engine, task, state, budget, settings, result, run_dir, events)
+        events.progress.close()
+        seconds = clock() - started
+        result = TrainResult(
+            steps=state.step, epochs_completed=state.step / shape.steps_per_epoch,
+            stopped_because=stopped_because or ("time_budget" if state.step < shape.total_steps else "max_steps"),
+            final_metrics=metrics, best_metric=state.best_metric, best_step=state.best_step, skipped_steps=state.skipped,
+            seconds=seconds, tokens_per_second=meter.total_tokens / max(seconds, 1e-9),
+        )
+        finish(engine, task, state, budget, settings, result, run_dir, events)
     return result
 
 
@@ -333,7 +337,7 @@ def finish(engine: StepEngine, task: TrainingTask, state: LoopState, budget: Tim
             task.save_model(whole, run_dir / "final", asdict(result))
             events.saved(state.step, run_dir / "final", "final")
     if events.is_main:
-        events.write("end", state.step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"},
+        events.ended(state.step, **{k: v for k, v in asdict(result).items() if k != "final_metrics"},
                      **result.final_metrics)
     events.close()
     if engine.world.world_size > 1:

@@ -14,7 +14,7 @@ import difflib
 import logging
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
 from albertkit.runtime.device import DEVICE_HELP, PRECISIONS, resolve_device
 from albertkit.train.optim import OPTIMIZER_NAMES, SCHEDULE_KINDS
+from albertkit.train.trackers import check_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,14 @@ def setting(
     minimum: float | None = None,
     unset: str | None = None,
     keys: Iterable[str] | None = None,
+    check: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A settings field: its default, its help text, its flag (default `--field-name`), the values it allows, its
     smallest value, and what a None default means (`unset`, shown as the default in the help). A mapping field
-    (its allowed `keys` given) is a nested section of the YAML file and has no flag."""
+    (its allowed `keys` given) is a nested section of the YAML file and has no flag. `check` takes the value and
+    returns it (normalized) or raises ValueError with the message a user sees."""
     metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices else None, "minimum": minimum,
-                "unset": unset, "keys": frozenset(keys) if keys is not None else None}
+                "unset": unset, "keys": frozenset(keys) if keys is not None else None, "check": check}
     if isinstance(default, dict):
         return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -96,6 +99,8 @@ class TrainSettings:
                                                minimum=0)
     keep_last: int = setting(2, "checkpoints kept in OUT/checkpoints", minimum=1)
     log_every: int = setting(10, "steps between log records", minimum=1)
+    report_to: str = setting("auto", "experiment trackers, comma-separated: tensorboard, wandb, mlflow, or none "
+                             "(auto: tensorboard when installed)", check=check_report_to)
     max_bad_steps: int = setting(10, "consecutive steps with a non-finite loss or gradient before the run stops",
                                  minimum=1)
 
@@ -114,7 +119,7 @@ def field_metadata(cls: type, name: str) -> Mapping[str, Any]:
         field = getattr(klass, "__dataclass_fields__", {}).get(name)
         if field is not None and field.metadata:
             return field.metadata
-    return {"help": "", "flag": None, "choices": None, "minimum": None, "unset": None, "keys": None}
+    return {"help": "", "flag": None, "choices": None, "minimum": None, "unset": None, "keys": None, "check": None}
 
 
 def check_value(cls: type, name: str, value: Any, source: str | Path | None = None,
@@ -138,6 +143,11 @@ def check_value(cls: type, name: str, value: Any, source: str | Path | None = No
                         source, line)
     if metadata["minimum"] is not None and isinstance(value, int | float) and value < metadata["minimum"]:
         raise UserError(f"{name} must be at least {metadata['minimum']:g}, not {value!r}", source, line)
+    if metadata["check"] is not None:
+        try:
+            return metadata["check"](value)
+        except ValueError as err:
+            raise UserError(str(err), source, line) from err
     return value
 
 
