@@ -78,6 +78,27 @@ def test_cli_unsupervised_simcse_changes_the_encoder(folders: dict[str, Path]) -
     assert not np.allclose(Encoder(run / "final").encode(texts), Encoder(folders["cls"]).encode(texts), atol=1e-4)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_trained_model_is_a_sentence_transformers_model(folders: dict[str, Path], tmp_path: Path, pooling) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    run = tmp_path / "run"
+    assert main(["embed-train", "--model", str(folders["cls"]), "--out", str(run), "--sentences",
+                 str(folders["corpus"]), "--batch-size", "32", "--max-steps", "2", "--pooling", pooling,
+                 "--report-to", "none", "-q"]) == 0
+    texts = movie_sentences(7, seed=11) + [" ".join(movie_sentences(80))]  # the last one is cut at 128 positions
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert main(["embed", "--model", str(run / "final"), "--input", str(tmp_path / "texts.txt"), "--output",
+                 str(tmp_path / "v.npy"), "--pooling", pooling, "-q"]) == 0
+    got = SentenceTransformer(str(run / "final"), device="cpu").encode(texts, convert_to_numpy=True)
+    assert np.abs(got - np.load(tmp_path / "v.npy")).max() <= 1e-5
+    modules = json.loads((run / "final" / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    pooling_config = json.loads((run / "final" / "1_Pooling" / "config.json").read_text())
+    assert pooling_config["pooling_mode_mean_tokens"] is (pooling == "mean")
+    assert pooling_config["pooling_mode_cls_token"] is (pooling == "cls")
+
+
 def test_bad_inputs(folders: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(UserError, match="either sentences .* or labeled pairs"):
         train_sentence_embeddings(folders["cls"], tmp_path / "run")

@@ -81,7 +81,7 @@ def write_sentence_transformers_modules(directory: Path, albert: torch.nn.Module
         modules.append(("dense", "2_Dense"))
     if normalize:
         normalize_dir = directory / f"{len(modules)}_Normalize"
-        normalize_dir.mkdir()
+        normalize_dir.mkdir(exist_ok=True)  # a best/ folder is rewritten in place
         modules.append(("normalize", normalize_dir.name))
     _write_json(directory / MODULES_NAME, [{"idx": i, "name": str(i), "path": path, "type": MODULE_TYPES[kind]}
                                            for i, (kind, path) in enumerate(modules)])

@@ -26,6 +26,7 @@ from albertkit.inference.embed import (
     pool_embeddings,
     with_special_tokens,
 )
+from albertkit.inference.sentence_transformers_folder import write_sentence_transformers_modules
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import AlbertModel, AlbertOutput
@@ -157,8 +158,11 @@ class ContrastiveTask:
         # The saved config keeps the folder's own dropout: the extra noise was for training only.
         albert.config.hidden_dropout_prob, albert.config.attention_probs_dropout_prob = self.info["dropout"]
         write_model_folder(albert, directory, self.tokenizer,
-                           {"task": "sentence-embeddings", "pooling": self.options.pooling, **self.info,
-                            "summary": summary})
+                           {"task": "sentence-embeddings", "pooling": self.options.pooling, "normalize": True,
+                            "sentence_transformers": True, **self.info, "summary": summary})
+        # Also a sentence-transformers model giving `albertkit embed`'s unit vectors (Encoder's default length).
+        write_sentence_transformers_modules(directory, albert, self.options.pooling, normalize=True,
+                                            max_length=min(512, albert.config.max_position_embeddings))
 
 
 def train_sentence_embeddings(
