@@ -54,10 +54,14 @@ def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:
                         help="int8: PyTorch dynamic quantization of the linear layers, on the CPU" + more)
 
 
+SPLIT_HELP = "the split to read from a DatasetDict folder (default: train)"
+
+
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     tok = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer").add_subparsers(dest="action", required=True)
     p = tok.add_parser("train", help="train a SentencePiece unigram tokenizer with ALBERT's conventions")
-    p.add_argument("--input", nargs="+", required=True, help="text files, folders or globs to learn the vocabulary from")
+    p.add_argument("--input", nargs="+", required=True,
+                   help="text files (.txt, .jsonl, .gz), parquet/Arrow files or datasets folders, folders or globs")
     p.add_argument("--vocab-size", type=int, default=30000, help="number of pieces, special tokens included")
     p.add_argument("--out", required=True, help="folder to write spiece.model and tokenizer_config.json into")
     p.add_argument("--lang", choices=["en", "zh", "auto"], default="auto", help="zh: character coverage 0.9995 and digits split; auto: zh when CJK is 10%% of letters")
@@ -65,12 +69,13 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--char-vocab", action="store_true", help="one character per piece (as Chinese BERT); --vocab-size becomes an upper bound")
     p.add_argument("--max-sentences", type=int, default=2_000_000, help="train on a seeded random sample of at most this many lines")
     p.add_argument("--seed", type=int, default=0, help="seed of the line sample")
+    p.add_argument("--split", help=SPLIT_HELP)
 
     def run(args: argparse.Namespace) -> None:
         train_tokenizer(
             args.input, args.out, vocab_size=args.vocab_size, lang=args.lang,
             lowercase=False if args.no_lowercase else None, char_vocab=args.char_vocab,
-            max_sentences=args.max_sentences, seed=args.seed,
+            max_sentences=args.max_sentences, seed=args.seed, split=args.split,
         )
 
     p.set_defaults(func=run)
@@ -446,7 +451,9 @@ def _add_pretrain_run(pretrain_sub: argparse._SubParsersAction) -> None:
 
 def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p = pretrain_sub.add_parser("prepare", help="split raw text into sentences and tokenize it into token shards")
-    p.add_argument("--input", nargs="+", required=True, help="text files (.txt, .jsonl, .gz), folders or globs")
+    p.add_argument("--input", nargs="+", required=True,
+                   help="text files (.txt, .jsonl, .gz), parquet/Arrow files or datasets folders (one document "
+                   "per row of the text column), folders or globs")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder: spiece.model (e.g. from `tokenizer train`), tokenizer.json or a BERT vocab.txt")
     p.add_argument("--out", required=True, help="folder to write the prepared data into (replaced when complete)")
     p.add_argument("--max-seq-length", type=int, default=128, help="default sequence length of the examples")
@@ -460,12 +467,14 @@ def _add_pretrain_prepare(pretrain_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-shards", type=int, default=1,
                    help="cut the corpus into this many slices, one per machine (`pretrain run --data` reads them all)")
     p.add_argument("--shard-index", type=int, default=0, help="which slice (0 .. num-shards - 1) this run prepares")
+    p.add_argument("--split", help=SPLIT_HELP)
 
     def run(args: argparse.Namespace) -> None:
         prepare_pretraining_data(
             args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length, lang=args.lang,
             workers=args.workers, valid_fraction=args.valid_fraction, whole_word_mask=args.whole_word_mask,
             seed=args.seed, config=args.config, num_shards=args.num_shards, shard_index=args.shard_index,
+            split=args.split,
         )
 
     p.set_defaults(func=run)

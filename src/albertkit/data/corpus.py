@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from albertkit.errors import UserError
-from albertkit.io.text import iter_text_lines
+from albertkit.io.text import is_record_file, iter_text_lines
 
 LANGS = ("auto", "en", "zh")
 # A document counts as Chinese when this share of its letters, digits and CJK characters is CJK.
@@ -140,14 +140,16 @@ def check_lang(lang: str) -> None:
         raise UserError(f"unknown language {lang!r}; choose one of {', '.join(LANGS)}")
 
 
-def read_raw_documents(inputs: str | Path | Iterable[str | Path], stats: CorpusStats) -> Iterator[RawDocument]:
-    """Documents as paragraphs, by the blank-line, WikiText-title and JSONL rules; skipped lines go to `stats`."""
+def read_raw_documents(inputs: str | Path | Iterable[str | Path], stats: CorpusStats,
+                       split: str | None = None) -> Iterator[RawDocument]:
+    """Documents as paragraphs, by the blank-line, WikiText-title and JSONL rules (a JSONL record or a table row is
+    one document, its lines paragraphs); skipped lines go to `stats`."""
     paragraphs: list[str] = []
     doc_path, doc_line, size = Path(), 0, 0
     current_file: Path | None = None
     break_pending = after_heading = False
-    for path, line_number, raw in iter_text_lines(inputs):
-        is_jsonl = path.name.removesuffix(".gz").endswith(".jsonl")
+    for path, line_number, raw in iter_text_lines(inputs, split):
+        is_jsonl = is_record_file(path)
         new_file = path != current_file
         current_file = path
         if new_file or is_jsonl or size > MAX_DOCUMENT_CHARS:

@@ -26,7 +26,7 @@ from albertkit.data.shards import (
 from albertkit.data.sop import MAX_SEQ_LENGTH, MIN_SEQ_LENGTH
 from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder, file_sha256
-from albertkit.io.text import resolve_text_files
+from albertkit.io.text import input_bytes, resolve_text_files
 from albertkit.modeling.config import CONFIG_NAME, AlbertConfig
 from albertkit.runtime.console import progress_bar, say
 from albertkit.tokenization.loading import load_tokenizer
@@ -49,6 +49,7 @@ def prepare_pretraining_data(
     config: str | Path | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Tokenize a corpus into train and valid token shards in `out_dir` and return (and print) a summary.
 
@@ -57,7 +58,9 @@ def prepare_pretraining_data(
     probability `valid_fraction` (at least one when there are two or more). `whole_word_mask="zh"` marks word
     starts in Chinese documents by jieba segmentation instead of one word per character. `config` (a model
     folder; by default `tokenizer_dir` when it holds a config.json) bounds `max_seq_length` by the model's
-    positions. The tokenizer is copied to `out_dir/tokenizer`.
+    positions. The tokenizer is copied to `out_dir/tokenizer`. Parquet, Arrow and datasets inputs (`split`: the
+    split of a DatasetDict folder) give one document per row of their "text" column, streamed batch by batch
+    through the workers.
 
     `num_shards`/`shard_index`: prepare only slice `shard_index` of `num_shards` (every num_shards-th chunk of
     about CHUNK_CHARS characters of documents), so that several machines each prepare a slice of one corpus;
@@ -73,7 +76,7 @@ def prepare_pretraining_data(
         raise UserError("no input files given")
     tokenizer = load_tokenizer(tokenizer_dir)
     stats = CorpusStats()
-    chunks = _document_chunks(read_raw_documents(files, stats))
+    chunks = _document_chunks(read_raw_documents(files, stats, split))
     if num_shards > 1:  # every machine reads the corpus (cheap) and tokenizes only its chunks (the work)
         chunks = itertools.islice(chunks, shard_index, None, num_shards)
     with atomic_folder(out_dir, INDEX_NAME, "prepared data") as tmp:
@@ -100,7 +103,7 @@ def prepare_pretraining_data(
             "seed": seed,
             **({"shard": {"index": shard_index, "count": num_shards}} if num_shards > 1 else {}),
             "inputs": [
-                {"path": str(f), "bytes": f.stat().st_size, "skipped_lines": dict(stats.skipped.get(str(f), {}))}
+                {"path": str(f), "bytes": input_bytes(f), "skipped_lines": dict(stats.skipped.get(str(f), {}))}
                 for f in files
             ],
             "skipped_lines": stats.skipped_by_reason(),

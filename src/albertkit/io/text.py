@@ -1,4 +1,5 @@
-"""Lines of text from files, folders and globs: .txt (and other plain text), .jsonl with a "text" field, .gz."""
+"""Lines of text from files, folders and globs: .txt (and other plain text), .jsonl with a "text" field, .gz, and
+the "text" column (or the only string column) of parquet, Arrow and `datasets` folders (io/columnar.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 from typing import IO
 
 from albertkit.errors import UserError
+from albertkit.io.columnar import column_names, is_columnar, is_dataset_folder, iter_column_texts
 
 # Suffixes picked up inside folders (optionally followed by .gz); files named explicitly are read whatever their suffix.
-TEXT_SUFFIXES = (".txt", ".text", ".tokens", ".raw", ".jsonl")
+TEXT_SUFFIXES = (".txt", ".text", ".tokens", ".raw", ".jsonl", ".parquet")
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -25,7 +27,7 @@ def resolve_text_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_file():
+        if path.is_file() or is_dataset_folder(path):  # a datasets folder is one input, as a file is
             files.append(path)
         elif path.is_dir():
             found = sorted(
@@ -46,18 +48,42 @@ def resolve_text_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def iter_text_lines(inputs: str | Path | Iterable[str | Path]) -> Iterator[tuple[Path, int, str]]:
+def iter_text_lines(inputs: str | Path | Iterable[str | Path],
+                    split: str | None = None) -> Iterator[tuple[Path, int, str]]:
     """Yield (file, 1-based line number, text) for every line of every input, blank lines included.
 
     Plain text files yield each line without its line break (LF, CRLF or CR) and without a UTF-8 byte order
-    mark; .jsonl files yield the "text" field of each non-blank record. Invalid UTF-8 raises a UserError naming
-    the file and line.
+    mark; .jsonl files yield the "text" field of each non-blank record; parquet, Arrow and datasets folders (split
+    `split` of a DatasetDict) the text column of each row, streamed in batches (the row number as line number).
+    Invalid UTF-8 raises a UserError naming the file and line.
     """
     for path in resolve_text_files(inputs):
-        if _strip_gz(path).suffix == ".jsonl":
+        if is_columnar(path):
+            yield from iter_column_texts(path, text_column(path, split), split)
+        elif _strip_gz(path).suffix == ".jsonl":
             yield from _iter_jsonl(path)
         else:
             yield from _iter_plain(path)
+
+
+def input_bytes(path: Path) -> int:
+    """The size of an input: a file's, or the sum of a folder's files (a datasets folder)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def is_record_file(path: Path) -> bool:
+    """Whether each line `iter_text_lines` yields for `path` is a whole record (a document), as in .jsonl."""
+    return _strip_gz(path).suffix == ".jsonl" or is_columnar(path)
+
+
+def text_column(path: Path, split: str | None = None) -> str | None:
+    """The text column of a corpus table: "text", else its only column, else a UserError naming the columns."""
+    names = column_names(path, split)
+    if "text" in names or len(names) != 1:
+        return None  # "text", or the error listing the columns
+    return names[0]
 
 
 def _iter_plain(path: Path) -> Iterator[tuple[Path, int, str]]:

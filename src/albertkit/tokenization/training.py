@@ -13,6 +13,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from albertkit.errors import UserError
+from albertkit.io.columnar import is_columnar
 from albertkit.io.text import iter_text_lines, resolve_text_files
 from albertkit.runtime.console import progress_bar, say
 from albertkit.tokenization.cjk import CJK_IDEOGRAPH
@@ -34,6 +35,7 @@ def train_tokenizer(
     char_vocab: bool = False,
     max_sentences: int = 2_000_000,
     seed: int = 0,
+    split: str | None = None,
 ) -> AlbertTokenizer:
     """Train a SentencePiece unigram tokenizer with ALBERT's conventions and save it into `out_dir`.
 
@@ -45,7 +47,8 @@ def train_tokenizer(
     Lowercasing is on by default for both (Chinese has no case, so it only folds embedded Latin words, as
     bert-base-chinese does); `lowercase=False` keeps case. `char_vocab=True` makes every piece one character
     (unigram with max piece length 1, so unknown runs fuse into one <unk> exactly as in transformers), and
-    `vocab_size` becomes an upper bound: the vocabulary holds the characters the coverage keeps.
+    `vocab_size` becomes an upper bound: the vocabulary holds the characters the coverage keeps. Parquet, Arrow
+    and datasets inputs give their "text" column (`split`: the split of a DatasetDict folder).
     """
     if vocab_size < 10:
         raise UserError(f"--vocab-size must be at least 10 (got {vocab_size})")
@@ -55,9 +58,9 @@ def train_tokenizer(
         raise UserError(f"--max-sentences must be at least 1 (got {max_sentences})")
     files = resolve_text_files(inputs)
     if lang == "auto":
-        lang = _detect_lang(files)
+        lang = _detect_lang(partial(iter_text_lines, files, split))
     options = dict(do_lower_case=True if lowercase is None else lowercase, keep_accents=False)
-    feed = _TrainingLines(files, partial(normalize_text, **options), max_sentences, seed)
+    feed = _TrainingLines(files, split, partial(normalize_text, **options), max_sentences, seed)
     tokenizer = AlbertTokenizer(_unigram_model(feed, vocab_size, lang, char_vocab), **options)
     tokenizer.save_pretrained(out_dir)
     sampled = f", sampled {feed.used:,}" if feed.sample_from is not None else ""
@@ -100,17 +103,17 @@ def _unigram_model(feed: _TrainingLines, vocab_size: int, lang: str, char_vocab:
     return model.getvalue()
 
 
-def _count_lines_to_sample(files: list[Path], max_sentences: int) -> int | None:
+def _count_lines_to_sample(files: list[Path], split: str | None, max_sentences: int) -> int | None:
     """The number of non-blank lines when there are more than `max_sentences`, else None (no sampling)."""
     # Each non-blank line takes at least two bytes, so small plain files need no counting pass.
     if (
-        all(path.suffix != ".gz" for path in files)
+        all(path.suffix != ".gz" and not is_columnar(path) for path in files)
         and sum(path.stat().st_size for path in files) < 2 * max_sentences
     ):
         return None
     lines = sum(
         1
-        for _, _, line in progress_bar(iter_text_lines(files), desc="counting lines", unit=" lines", mininterval=1.0)
+        for _, _, line in progress_bar(iter_text_lines(files, split), desc="counting lines", unit=" lines", mininterval=1.0)
         if line.strip()
     )
     return lines if lines > max_sentences else None
@@ -119,9 +122,10 @@ def _count_lines_to_sample(files: list[Path], max_sentences: int) -> int | None:
 class _TrainingLines:
     """The normalized non-blank lines (or a seeded sample of them) for sentencepiece, with counts and any error."""
 
-    def __init__(self, files: list[Path], normalize: Callable[[str], str], max_sentences: int, seed: int):
-        self.files, self.normalize = files, normalize
-        self.sample_from = _count_lines_to_sample(files, max_sentences)
+    def __init__(self, files: list[Path], split: str | None, normalize: Callable[[str], str], max_sentences: int,
+                 seed: int):
+        self.files, self.split, self.normalize = files, split, normalize
+        self.sample_from = _count_lines_to_sample(files, split, max_sentences)
         self.max_sentences, self.seed = max_sentences, seed
         self.read = self.used = 0
         self.error: BaseException | None = None
@@ -132,7 +136,7 @@ class _TrainingLines:
         still_needed = self.max_sentences
         try:
             for _, _, line in progress_bar(
-                iter_text_lines(self.files), desc="reading text", unit=" lines", mininterval=1.0
+                iter_text_lines(self.files, self.split), desc="reading text", unit=" lines", mininterval=1.0
             ):
                 if not line.strip():
                     continue
@@ -171,10 +175,10 @@ def _training_error(message: str, vocab_size: int, lines: int) -> Exception:
     return RuntimeError(message)
 
 
-def _detect_lang(files: list[Path]) -> str:
-    """ "zh" when CJK ideographs are at least 10% of the letters in the first lines, else "en"."""
+def _detect_lang(lines: Callable[[], Iterator[tuple[Path, int, str]]]) -> str:
+    """ "zh" when CJK ideographs are at least 10% of the letters in the first `lines`, else "en"."""
     cjk = letters = seen = 0
-    for _, _, line in iter_text_lines(files):
+    for _, _, line in lines():
         cjk += len(CJK_IDEOGRAPH.findall(line))
         letters += len(_LETTER.findall(line))
         seen += bool(line.strip())
