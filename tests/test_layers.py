@@ -8,7 +8,7 @@ import albertkit
 PACKAGE = Path(albertkit.__file__).parent
 # Lowest first. A layer may import any layer to its left.
 LAYERS = ["errors", "runtime", "io", "tokenization", "modeling", "data", "tasks", "inference", "report",
-          "train", "serve", "samples", "quickstart", "cli"]
+          "train", "serve", "samples", "api", "quickstart", "cli"]
 
 
 def _layer(module: str) -> str:

@@ -24,6 +24,14 @@ _LAZY = {
     "WordPieceTokenizer": "albertkit.tokenization.wordpiece",
     "FastTokenizer": "albertkit.tokenization.fast",
     "Encoder": "albertkit.inference.embed",
+    "pretrain": "albertkit.api",
+    "finetune": "albertkit.api",
+    "evaluate": "albertkit.api",
+    "train_embeddings": "albertkit.api",
+    "PretrainSettings": "albertkit.train.pretrain",
+    "FinetuneSettings": "albertkit.train.finetune",
+    "ContrastiveSettings": "albertkit.train.contrastive",
+    "TrainCallback": "albertkit.train.events",
 }
 
 __all__ = [
@@ -37,11 +45,19 @@ __all__ = [
     "AlbertTokenizer",
     "Encoder",
     "FastTokenizer",
+    "ContrastiveSettings",
+    "FinetuneSettings",
+    "PretrainSettings",
+    "TrainCallback",
     "UserError",
     "WordPieceTokenizer",
     "__version__",
+    "evaluate",
+    "finetune",
     "keep_freed_memory",
     "load_tokenizer",
+    "pretrain",
+    "train_embeddings",
 ]
 
 

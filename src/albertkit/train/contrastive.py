@@ -9,6 +9,7 @@ correlation between cosine similarity and the gold score of held-out sentence pa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from albertkit.runtime.console import say
 from albertkit.tasks.metrics import spearman
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
+from albertkit.train.events import TrainCallback
 from albertkit.train.loop import TrainResult, train
 from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
@@ -174,6 +176,7 @@ def train_sentence_embeddings(
     eval_pairs: str | Path | None = None,
     config_path: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[TrainCallback] = (),
     **settings: Any,
 ) -> tuple[TrainResult, float | None]:
     """`albertkit embed-train`: fine-tune the encoder of `model_dir` for sentence similarity; the model lands in
@@ -211,7 +214,7 @@ def train_sentence_embeddings(
     out_dir.mkdir(parents=True, exist_ok=True)
     save_settings(out_dir, options, "embed-train", {"model": model_dir, "sentences": sentences, "pairs": pairs,
                                                     "eval_pairs": eval_pairs}, resume)
-    result = train(model, task, options, out_dir, resume=resume,
+    result = train(model, task, options, out_dir, resume=resume, callbacks=callbacks,
                    run_info={"task": "sentence-embeddings", "mode": mode, "spearman_before": before})
     if is_main_process():
         say(f"report: {write_report(out_dir)}")

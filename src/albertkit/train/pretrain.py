@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from albertkit.report.render import write_report
 from albertkit.runtime.console import say
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
+from albertkit.train.events import TrainCallback
 from albertkit.train.loop import TrainResult, train
 from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
@@ -134,13 +136,15 @@ def run_pretraining(
     tokenizer_dir: str | Path | None = None,
     config_path: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[TrainCallback] = (),
     **settings: Any,
 ) -> TrainResult:
     """`albertkit pretrain run`: pretrain (or continue pretraining) an ALBERT with MLM + SOP.
 
     `settings` are `PretrainSettings` fields; they override the YAML file `config_path`, which overrides the
     defaults. The run folder gets config.yaml, log.jsonl, checkpoints/, final/ and report.html. Several data
-    folders (slices prepared on several machines, say) are read as one corpus."""
+    folders (slices prepared on several machines, say) are read as one corpus. `callbacks` hook into the
+    training loop."""
     data_dirs = [Path(d) for d in ([data_dir] if isinstance(data_dir, str | Path) else data_dir)]
     out_dir = Path(out_dir)
     for folder in data_dirs:
@@ -163,7 +167,7 @@ def run_pretraining(
                   resume)
     info = {"task": "pretraining", "data": " ".join(map(str, data_dirs)), "parameters": model.num_parameters(),
             "model_config": model.config.to_dict()}
-    result = train(model, task, options, out_dir, resume=resume, run_info=info)
+    result = train(model, task, options, out_dir, resume=resume, run_info=info, callbacks=callbacks)
     if is_main_process():
         say(f"report: {write_report(out_dir)}")
     return result
