@@ -11,6 +11,7 @@ from typing import Any
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder, write_text_atomic
+from albertkit.runtime.console import say
 from albertkit.tasks.metrics import primary_metric
 from albertkit.train.finetune import FinetuneSettings, run_finetuning
 from albertkit.train.settings import load_settings
@@ -58,7 +59,7 @@ def run_seeds(
     metric = primary_metric(options.task)
     runs: dict[int, dict[str, Any]] = {}
     for seed in seeds:
-        print(f"seed {seed} ({len(runs) + 1} of {len(seeds)})")
+        say(f"seed {seed} ({len(runs) + 1} of {len(seeds)})")
         result = run_finetuning(task, model_dir, train_path, dev_path, out_dir / f"seed-{seed}", test_path=test_path,
                                 config_path=config_path, resume=resume, seed=seed, **settings)
         runs[seed] = {"dev": result.best_metric, "best_step": result.best_step}
