@@ -38,11 +38,11 @@ class RunEvents:
 
     def __init__(self, run_dir: Path, is_main: bool, step: int, total_steps: int,
                  callbacks: Sequence[TrainCallback] = ()):
-        self.is_main, self.step = is_main, step
+        self.is_main, self.step, self.closed = is_main, step, False
         self.log = RunLog(run_dir, enabled=is_main)
         self.callbacks = list(callbacks) if is_main else []
-        self.progress = progress_bar(total=total_steps, initial=step, desc="training", unit="step", disable=not is_main,
-                             dynamic_ncols=True)
+        self.progress = progress_bar(total=total_steps, initial=step, desc="training", unit="step",
+                                     disable=not is_main, dynamic_ncols=True)
 
     def started(self, step: int, **record: Any) -> None:
         self.write("start", step, **record)
@@ -118,8 +118,11 @@ class RunEvents:
                      f"schedule ends at step {end}{fits}")
 
     def close(self) -> None:
-        self.progress.close()
-        self.log.close()
+        """Close the progress bar and the log (once: a failing run reaches here from more than one place)."""
+        if not self.closed:
+            self.closed = True
+            self.progress.close()
+            self.log.close()
 
 
 def truncate_log(run_dir: Path, step: int) -> None:
