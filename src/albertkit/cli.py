@@ -10,6 +10,7 @@ import sys
 from albertkit import __version__
 from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
+from albertkit.inference.ann import INDEX_TYPES, describe_ann
 from albertkit.inference.cluster import METHODS, cluster_file
 from albertkit.inference.embed import embed_file, text_similarity
 from albertkit.inference.export import export_model
@@ -17,7 +18,7 @@ from albertkit.inference.neighbours import VOTES, classify_by_neighbours
 from albertkit.inference.predict import evaluate_model, predict_file
 from albertkit.inference.pretrain_eval import evaluate_pretraining, format_scores
 from albertkit.inference.quantize import QUANTIZATIONS
-from albertkit.inference.search import build_index, format_hits, query_index
+from albertkit.inference.search import SearchIndex, build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import init_model_folder
@@ -193,13 +194,19 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
     p.add_argument("--label-column", help="also store each text's label (column name or index) for knn-classify")
+    p.add_argument("--index-type", choices=INDEX_TYPES, default="exact",
+                   help="exact (default), or an approximate faiss index for large indexes: hnsw (a graph) or ivf "
+                        "(k-means cells); needs the ann extra")
+    p.add_argument("--target-recall", type=float, default=0.95,
+                   help="hnsw/ivf: raise the search effort until recall@10 against exact search reaches this")
     _add_device_flags(p, max_tokens=True)
 
     def run_build(args: argparse.Namespace) -> None:
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column,
-                            device=args.device, precision=args.precision, max_tokens=args.max_tokens)
-        console.say(f"indexed {count:,} texts into {args.index}")
+                            device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                            index_type=args.index_type, target_recall=args.target_recall)
+        console.say(f"indexed {count:,} texts into {args.index}; {describe_ann(SearchIndex(args.index).meta)}")
 
     p.set_defaults(func=run_build)
     p = search.add_parser("query", help="the k indexed texts nearest to each query (cosine)")

@@ -18,6 +18,15 @@ import numpy as np
 import torch
 
 from albertkit.errors import UserError
+from albertkit.inference.ann import (
+    ANN_FILE,
+    INDEX_TYPES,
+    ann_top_k,
+    build_tuned,
+    read_ann,
+    require_faiss,
+    write_ann,
+)
 from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_rows
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.modeling.config import CONFIG_NAME
@@ -67,14 +76,24 @@ def build_index(
     device: str = "auto",
     precision: str = "auto",
     max_tokens: int | None = None,
+    index_type: str = "exact",
+    target_recall: float = 0.95,
 ) -> int:
     """Embed the non-blank texts of `input_path` into a new index folder; returns the number of texts.
 
     With `label_column`, each text's label is stored too (for `classify_by_neighbours`); a blank label is a
     UserError naming its line. The folder is written under a temporary name and renamed at the end: an
-    interrupted build leaves no index. `device`, `precision` and `max_tokens` are the Encoder's.
+    interrupted build leaves no index. `device`, `precision` and `max_tokens` are the Encoder's. `index_type`
+    "hnsw" or "ivf" adds an approximate index (faiss) whose search effort is raised until recall@10 against exact
+    search on a sample reaches `target_recall`.
     """
     resolve_device(device)  # an absent GPU is refused before the input is read
+    if index_type not in INDEX_TYPES:
+        raise UserError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+    if index_type != "exact":
+        require_faiss()
+    if not 0 < target_recall <= 1:
+        raise UserError(f"target recall must be in (0, 1], not {target_recall}")
     count, label_counts = _count_rows(input_path, text_column, label_column)
     if count == 0:
         raise UserError("no texts in the file", input_path)
@@ -98,15 +117,25 @@ def build_index(
                 progress.update(len(chunk))
         vectors.flush()
         del vectors
+        ann = add_approximate_index(tmp, index_type, target_recall) if index_type != "exact" else None
         meta = {
             "format": FORMAT_VERSION, "model_sha256": model_identity(model_dir),
             "model_dir": str(Path(model_dir).resolve()), "pooling": pooling, "count": count,
             "dimension": encoder.dimension, "source": str(Path(input_path).resolve()),
             "label_column": None if label_column is None else str(label_column),
             "labels": dict(sorted(label_counts.items())) if label_column is not None else None,
+            "index_type": index_type, **({"ann": ann} if ann else {}),
         }
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return count
+
+
+def add_approximate_index(folder: Path, index_type: str, target_recall: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Build `folder`'s ANN_FILE over its vectors, tuned to `target_recall`; returns what index.json records."""
+    vectors = np.load(folder / INDEX_VECTORS, mmap_mode="r")
+    index, tuned = build_tuned(vectors, index_type, lambda q, k: exact_top_k(vectors, q, k), target_recall, seed)
+    write_ann(index, folder / ANN_FILE)
+    return tuned
 
 
 def _count_rows(input_path: str | Path, text_column: str | int | None,
@@ -152,6 +181,7 @@ class SearchIndex:
             raise UserError(f"vectors have shape {self.vectors.shape}, index.json says "
                             f"({self.meta['count']}, {self.meta['dimension']})", self.directory / INDEX_VECTORS)
         self._texts: list[tuple[int, str]] | None = None
+        self._ann: Any = None
         self._labels: list[str] | None = None
 
     def __len__(self) -> int:
@@ -184,22 +214,20 @@ class SearchIndex:
                 "query it with that model or rebuild the index", model_dir,
             )
 
-    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, rows), each (n_queries, min(k, len)): exact cosine top-k, best first, over chunks of rows."""
+    @property
+    def index_type(self) -> str:
+        return self.meta.get("index_type", "exact")
+
+    def top_k(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (n_queries, min(k, len)), best first: from the approximate index when the folder
+        has one (unless `exact`), else exact cosine top-k over chunks of rows."""
         if k < 1:
             raise UserError(f"k must be at least 1, got {k}")
-        k = min(k, len(self))
-        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        best_scores = torch.full((len(q), 0), -float("inf"))
-        best_rows = torch.zeros((len(q), 0), dtype=torch.int64)
-        for start in range(0, len(self), SCORE_CHUNK):
-            block = torch.from_numpy(np.array(self.vectors[start:start + SCORE_CHUNK]))  # copy: the memmap is read-only
-            scores, rows = torch.topk(q @ block.T, min(k, len(block)), dim=1)
-            merged_scores = torch.cat([best_scores, scores], dim=1)
-            merged_rows = torch.cat([best_rows, rows + start], dim=1)
-            best_scores, picked = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1)
-            best_rows = torch.gather(merged_rows, 1, picked)
-        return best_scores.numpy(), best_rows.numpy()
+        if self.index_type == "exact" or exact:
+            return exact_top_k(self.vectors, queries, k)
+        if self._ann is None:
+            self._ann = read_ann(self.directory / ANN_FILE, self.index_type, self.meta["ann"]["effort"])
+        return ann_top_k(self._ann, queries, min(k, len(self)))
 
     def search(self, encoder: Encoder, texts: list[str], k: int = 5) -> list[list[Hit]]:
         """The `k` indexed texts nearest to each query text, embedded by `encoder` (checked to be the index's model)."""
@@ -211,6 +239,23 @@ class SearchIndex:
         scores, rows = self.top_k(queries, k)
         texts = self.texts
         return [[Hit(float(s), *texts[r]) for s, r in zip(srow, rrow, strict=True)] for srow, rrow in zip(scores, rows, strict=True)]
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows), each (n_queries, min(k, rows)): exact cosine top-k, best first, over chunks of rows (a
+    memory-mapped matrix is read a chunk at a time)."""
+    k = min(k, len(vectors))
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    best_scores = torch.full((len(q), 0), -float("inf"))
+    best_rows = torch.zeros((len(q), 0), dtype=torch.int64)
+    for start in range(0, len(vectors), SCORE_CHUNK):
+        block = torch.from_numpy(np.array(vectors[start:start + SCORE_CHUNK]))  # copy: the memmap is read-only
+        scores, rows = torch.topk(q @ block.T, min(k, len(block)), dim=1)
+        merged_scores = torch.cat([best_scores, scores], dim=1)
+        merged_rows = torch.cat([best_rows, rows + start], dim=1)
+        best_scores, picked = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1)
+        best_rows = torch.gather(merged_rows, 1, picked)
+    return best_scores.numpy(), best_rows.numpy()
 
 
 def query_index(index_dir: str | Path, texts: list[str], k: int = 5, model_dir: str | Path | None = None,
