@@ -8,7 +8,7 @@
 cluster: fine-tunes the pretrained tiny model on AG News train (9,000 rows; 1,000 held out as its dev file, so the
 test set picks nothing), then `albertkit cluster --k 4` of the 7,600 test texts with its embeddings (mean and pooler
 pooling), beside the pretrained-only model's and TF-IDF (word 1-2-grams) + k-means; NMI / ARI / purity against the
-topics. seeds: configs/tasks/sst2.yaml's settings under seeds 0, 1, 2 (`finetune --seeds`), each with the same time
+topics; and `knn-classify` of the test texts by their 10 nearest training texts, with each model. seeds: configs/tasks/sst2.yaml's settings under seeds 0, 1, 2 (`finetune --seeds`), each with the same time
 budget as a tuning trial. tune: `albertkit tune` over configs/tune/sst2.yaml's ranges with that budget per trial.
 Both score dev.tsv (6,735 rows carved from GLUE train) and the best model on test.tsv (the GLUE dev set, 872).
 """
@@ -73,8 +73,22 @@ def cluster_part(pretrained: Path, minutes: float, lr: float) -> dict:
                                text_column=0, label_column=1, pooling=pooling)
         rows[name] = {key: metrics[key] for key in ("texts", "nmi", "ari", "purity", "silhouette")}
     test_accuracy = evaluate_model(finetuned, test)["accuracy"]
+    knn = {name: neighbour_accuracy(model, train, test, OUT / f"index-{key}")
+           for name, model, key in (("fine-tuned, mean", finetuned, "finetuned"),
+                                    ("pretrained only, mean", pretrained, "pretrained"))}
     return {"finetune_steps": result.steps, "finetune_best_dev_accuracy": result.best_metric,
-            "finetune_test_accuracy": test_accuracy, "rows": rows, "minutes": (time.perf_counter() - started) / 60}
+            "finetune_test_accuracy": test_accuracy, "rows": rows, "knn": knn,
+            "minutes": (time.perf_counter() - started) / 60}
+
+
+def neighbour_accuracy(model: Path, train: Path, test: Path, index: Path, k: int = 10) -> dict:
+    """`search build --label-column` of the training texts, then `knn-classify` of the test file (majority of 10)."""
+    from albertkit.inference.neighbours import classify_by_neighbours
+    from albertkit.inference.search import build_index
+
+    build_index(model, train, index, text_column=0, label_column=1)
+    result = classify_by_neighbours(index, test, k=k, text_column=0, label_column=1)
+    return {key: result[key] for key in ("examples", "k", "accuracy", "macro_f1", "majority_class_accuracy")}
 
 
 def seeds_part(pretrained: Path, minutes: float) -> dict:
