@@ -5,7 +5,9 @@ max_memory_allocated on CUDA) belongs to that measurement alone. Prints a table 
 
     python benchmarks/speed.py                       # every CPU row
     python benchmarks/speed.py --rows pretrain-tiny  # one row
-    python benchmarks/speed.py --device cuda --rows pretrain-base-512
+    python benchmarks/speed.py --device cuda --rows pretrain-base-512 embed-sst2-fp32 embed-sst2-bf16 embed-sst2-onnx
+    python benchmarks/speed.py --small --rows pretrain-base-512 embed-sst2-fp32 embed-sst2-bf16 embed-sst2-onnx
+                                                     # the GPU rows end to end on a CPU, at toy sizes
 
 Rows:
   pretrain-tiny       tiny preset, vocab 8000, batch 16 x 128, forward + backward + AdamW
@@ -14,8 +16,15 @@ Rows:
   finetune-sst2       classification on SST-2 train sentences (real lengths), batch 32;
                       transformers pads to the longest of a random batch, albertkit buckets by length
   inference-sst2      AlbertModel over SST-2 test in file order, batch 32; real (non-pad) tokens/s
+  embed-sst2-fp32     sentence embeddings of SST-2 test (base preset, mean pooling, batch 32), tokenizing included:
+                      albertkit's Encoder against transformers' AutoTokenizer + AlbertModel, both fp32
+  embed-sst2-bf16     the same under bf16 autocast, both sides
+  embed-sst2-onnx     albertkit's ONNX export on onnxruntime (CUDA provider on a GPU) against transformers fp32
 
-On CUDA, pretraining rows also report the largest batch whose training step fits in GPU memory.
+On CUDA, pretraining rows first find the largest batch whose training step fits in GPU memory and time that
+batch; MFU is against the measured bf16 matmul peak. --small runs every row at toy sizes (tiny preset, seq 128,
+batch 4, 3 steps, 128 sentences): it proves the script runs end to end on a machine without a GPU; its figures
+are not the benchmark.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 ROWS = ["pretrain-tiny", "pretrain-base", "finetune-sst2", "inference-sst2"]
+EMBED_ROWS = ["embed-sst2-fp32", "embed-sst2-bf16", "embed-sst2-onnx"]
+GPU_ROWS = ["pretrain-base-512", *EMBED_ROWS]
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
@@ -147,14 +158,22 @@ def largest_batch(step, model: torch.nn.Module, seq: int, vocab: int, device: to
     return low
 
 
-def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
+def run_row(row: str, impl: str, device: torch.device, steps: int, small: bool = False) -> dict:
+    if row in EMBED_ROWS:
+        return run_embed_row(row, impl, device, small)
     gen = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if row.endswith("512") else None
+    largest = None
     if row.startswith("pretrain"):
         preset, vocab, batch, seq = ("tiny", 8000, 16, 128) if row == "pretrain-tiny" else ("base", 30000, 16, 128)
         if row == "pretrain-base-512":
             batch, seq = 32, 512
+        if small:
+            preset, batch, seq = "tiny", 4, 128
         config, model = make_models(impl, preset, vocab, "AlbertForPreTraining", device)
+        if device.type == "cuda" and row == "pretrain-base-512":  # time the largest batch that fits
+            largest = largest_batch(training_step(model, dtype, device), model, seq, vocab, device, start=8)
+            batch = largest or batch
         inputs = pretraining_batch(batch, seq, vocab, gen)
         batches = [inputs]
         masked = int((inputs["labels"] != -100).sum())
@@ -227,14 +246,144 @@ def run_row(row: str, impl: str, device: torch.device, steps: int) -> dict:
     result = {"row": row, "impl": impl, "tokens_per_second": tokens / seconds, "useful_gflops": flops / seconds / 1e9,
               "peak_memory_mib": memory, "seconds": seconds, "steps": len(order),
               "mean_tokens_per_second": tokens / sum(step_seconds)}
-    if device.type == "cuda" and row.startswith("pretrain"):
-        result["largest_batch"] = largest_batch(step, model, seq, vocab, device, start=batch)
+    if largest is not None:
+        result["largest_batch"] = largest
     return result
+
+
+def training_step(model: torch.nn.Module, dtype: torch.dtype | None, device: torch.device):
+    """One AdamW training step on a batch, for the largest-batch search (its own optimizer, thrown away)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, foreach=True)
+
+    def step(b):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(**b)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def sst2_texts(split: str, limit: int | None) -> list[str]:
+    lines = (SHARED / "en" / "sst2" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t")[0] for line in lines][:limit]
+
+
+def embedding_folder(preset: str, root: Path) -> Path:
+    """An AlbertModel of `preset` (random weights, seed 0) with the 8k wiki tokenizer, saved as a model folder."""
+    from albertkit.modeling.config import AlbertConfig
+    from albertkit.modeling.model import AlbertModel
+    from albertkit.tokenization.sentencepiece import AlbertTokenizer
+
+    sst2_lengths("test", limit=1)  # trains the tokenizer once if it is missing
+    tokenizer = AlbertTokenizer.from_pretrained(ROOT / "benchmarks" / "out" / "tokenizer-wiki-8k")
+    folder = root / f"embed-{preset}"
+    torch.manual_seed(0)
+    AlbertModel(AlbertConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_embed_row(row: str, impl: str, device: torch.device, small: bool) -> dict:
+    """Embeddings of SST-2 test, batch 32, tokenizing included: tokens/s of real tokens and peak memory."""
+    import tempfile
+
+    texts = sst2_texts("test", 128 if small else None)
+    precision = "bf16" if row == "embed-sst2-bf16" else "fp32"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = embedding_folder("tiny" if small else "base", Path(tmp))
+        if impl == "transformers":
+            embed = transformers_embedder(folder, device, precision)
+        elif row == "embed-sst2-onnx":
+            embed = onnx_embedder(folder, device, Path(tmp))
+        else:
+            from albertkit.inference.embed import Encoder
+
+            encoder = Encoder(folder, device, precision=precision, max_tokens=0)  # batches of 32, as transformers
+
+            def embed(batch_texts: list[str]) -> tuple[np.ndarray, int]:
+                vectors = encoder.encode(batch_texts, batch_size=32, show_progress=False)
+                return vectors, int(sum(len(ids) for ids in encoder.tokenize(batch_texts)))
+
+        embed(texts[:64])  # warm-up
+        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        vectors, tokens = embed(texts)
+        synchronize(device)
+        seconds = time.perf_counter() - started
+    memory = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"row": row, "impl": impl, "tokens_per_second": tokens / seconds, "useful_gflops": 0.0,
+            "peak_memory_mib": memory, "seconds": seconds, "steps": len(texts), "texts": len(vectors)}
+
+
+def transformers_embedder(folder: Path, device: torch.device, precision: str):
+    """transformers' AutoTokenizer and AlbertModel (sdpa), batches of 32 in file order, mean pooling, unit length."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AlbertModel.from_pretrained(folder, attn_implementation="sdpa").to(device).eval()
+    dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def embed(batch_texts: list[str]) -> tuple[np.ndarray, int]:
+        out, tokens = [], 0
+        for start in range(0, len(batch_texts), 32):
+            inputs = tokenizer(batch_texts[start:start + 32], padding=True, truncation=True, max_length=512,
+                               return_tensors="pt").to(device)
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                hidden = model(**inputs).last_hidden_state.float()
+            mask = inputs["attention_mask"].unsqueeze(-1).float()
+            pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+            out.append(pooled.cpu().numpy())
+            tokens += int(inputs["attention_mask"].sum())
+        return np.concatenate(out), tokens
+
+    return embed
+
+
+def onnx_embedder(folder: Path, device: torch.device, tmp: Path):
+    """albertkit's ONNX export (AlbertModel: last_hidden_state) on onnxruntime, albertkit's tokenizer and
+    length-sorted batches of 32, mean pooling in numpy."""
+    import onnxruntime
+
+    from albertkit.inference.embed import pad_batch, with_special_tokens
+    from albertkit.inference.export import export_model
+    from albertkit.tokenization.loading import load_tokenizer
+
+    report = export_model(folder, tmp / "onnx", device="cpu")
+    providers = (["CUDAExecutionProvider"] if device.type == "cuda" else []) + ["CPUExecutionProvider"]
+    session = onnxruntime.InferenceSession(str(report.path), providers=providers)
+    tokenizer = load_tokenizer(folder)
+
+    def embed(batch_texts: list[str]) -> tuple[np.ndarray, int]:
+        ids = with_special_tokens(tokenizer.encode_batch(batch_texts), tokenizer.cls_token_id,
+                                  tokenizer.sep_token_id, 512)
+        order = np.argsort([-len(s) for s in ids], kind="stable")
+        pooled_rows = {}
+        for start in range(0, len(order), 32):
+            rows = order[start:start + 32]
+            input_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
+            feeds = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy(),
+                     "token_type_ids": np.zeros_like(input_ids.numpy())}
+            hidden = session.run(["last_hidden_state"], feeds)[0]
+            m = mask.numpy()[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(1) / m.sum(1)
+            for row, vector in zip(rows, pooled / np.linalg.norm(pooled, axis=1, keepdims=True), strict=True):
+                pooled_rows[int(row)] = vector
+        out = np.stack([pooled_rows[i] for i in range(len(ids))])
+        return out, int(sum(len(s) for s in ids))
+
+    return embed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS + ["pretrain-base-512"])
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS + GPU_ROWS)
+    parser.add_argument("--small", action="store_true",
+                        help="toy sizes, to prove the script runs end to end (figures are not the benchmark)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for pretraining rows (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: all cores)")
@@ -243,9 +392,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    if args.small:
+        args.steps = min(args.steps, 3)
+    from albertkit.runtime.device import resolve_device
+
+    device = resolve_device(args.device)  # cuda without a GPU: a one-line error
     if args.worker:
-        print(json.dumps(run_row(args.worker[0], args.worker[1], device, args.steps)))
+        print(json.dumps(run_row(args.worker[0], args.worker[1], device, args.steps, args.small)))
         return
     peak = matmul_peak_gflops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     results = []
@@ -255,6 +408,7 @@ def main() -> None:
         pair = {}
         for impl in ("transformers", "albertkit"):
             command = [sys.executable, __file__, "--worker", row, impl, "--device", args.device, "--steps", str(args.steps)]
+            command += ["--small"] if args.small else []
             if args.threads:
                 command += ["--threads", str(args.threads)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -47,7 +47,7 @@ def _add_device_flags(p: argparse.ArgumentParser, precision: bool = True, max_to
     if max_tokens:
         p.add_argument("--max-tokens", type=int, default=None,
                        help="padded tokens per batch: texts are batched by this budget instead of --batch-size "
-                            "(default: 16384 on CUDA, batches of --batch-size elsewhere)")
+                            "(default: 16384 on CUDA, batches of --batch-size elsewhere; 0: batches of --batch-size)")
 
 
 def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:

@@ -143,10 +143,10 @@ def test_cli_embed(folders: dict[str, Path], tmp_path: Path, capsys: pytest.Capt
 def test_token_budget_batches_give_the_same_embeddings(folders: dict[str, Path]) -> None:
     by_count = Encoder(folders["cls"], device="cpu").encode(TEXTS * 5, batch_size=3)
     budgeted = Encoder(folders["cls"], device="cpu", max_tokens=40)
-    assert budgeted.max_tokens == 40 and Encoder(folders["cls"], device="cpu").max_tokens is None
+    assert budgeted.max_tokens == 40 and Encoder(folders["cls"], device="cpu").max_tokens == 0
     np.testing.assert_allclose(budgeted.encode(TEXTS * 5), by_count, atol=2e-6)
-    with pytest.raises(UserError, match="max tokens must be at least 1, got 0"):
-        Encoder(folders["cls"], device="cpu", max_tokens=0)
+    with pytest.raises(UserError, match=r"max tokens must be at least 0 \(0: batches of batch_size texts\), got -1"):
+        Encoder(folders["cls"], device="cpu", max_tokens=-1)
 
 
 def test_bf16_autocast_is_close_to_fp32(folders: dict[str, Path]) -> None:

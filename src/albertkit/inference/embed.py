@@ -52,7 +52,8 @@ class Encoder:
 
     device: auto (a CUDA GPU when there is one), cpu, cuda, cuda:N or mps. precision: auto (bf16 autocast on
     CUDA, fp32 elsewhere), fp32, bf16 or fp16. max_tokens: padded tokens per batch, texts batched by this budget
-    instead of by count (default: CUDA_MAX_TOKENS on CUDA; on other devices batches of `batch_size` texts).
+    instead of by count (default: CUDA_MAX_TOKENS on CUDA; on other devices, and with 0, batches of `batch_size`
+    texts).
     """
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "auto", max_length: int = 512,
@@ -81,10 +82,10 @@ class Encoder:
         self.max_length = min(max_length, model.config.max_position_embeddings)
         self.device = next(model.parameters()).device
         self.amp_dtype = autocast_dtype(precision, self.device, inference=True)
-        if max_tokens is not None and max_tokens < 1:
-            raise UserError(f"max tokens must be at least 1, got {max_tokens}")
+        if max_tokens is not None and max_tokens < 0:
+            raise UserError(f"max tokens must be at least 0 (0: batches of batch_size texts), got {max_tokens}")
         self.max_tokens = max_tokens if max_tokens is not None else (
-            CUDA_MAX_TOKENS if self.device.type == "cuda" else None)
+            CUDA_MAX_TOKENS if self.device.type == "cuda" else 0)
 
     @property
     def dimension(self) -> int:
