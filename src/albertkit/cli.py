@@ -299,12 +299,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-texts", type=int, default=256, help="texts per request")
     p.add_argument("--index", help="search index folder (built with the same model) for /v1/search")
     _add_quantize_flag(p)
+    _add_device_flags(p)
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.serve import serve  # needs fastapi and uvicorn (the serve extra)
 
         serve(args.model, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-              max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index, quantize=args.quantize)
+              max_chars=args.max_chars, max_texts=args.max_texts, index_dir=args.index, quantize=args.quantize,
+              device=args.device, precision=args.precision)
 
     p.set_defaults(func=run)
 
@@ -400,9 +402,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None, help="JSON file for the metrics (default: printed only)")
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p, " (the float32 figures and the change are reported beside)")
+    _add_device_flags(p, max_tokens=True)
 
     def run(args: argparse.Namespace) -> None:
-        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize),
+        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize,
+                                        device=args.device, precision=args.precision, max_tokens=args.max_tokens),
                          indent=2, ensure_ascii=False))
 
     p.set_defaults(func=run)
@@ -415,9 +419,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="FILE.jsonl (labels, probabilities, entities, answers) or FILE.csv")
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p)
+    _add_device_flags(p, max_tokens=True)
 
     def run(args: argparse.Namespace) -> None:
-        count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize)
+        count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize,
+                             device=args.device, precision=args.precision, max_tokens=args.max_tokens)
         console.say(f"wrote {count:,} predictions to {args.output}")
 
     p.set_defaults(func=run)

@@ -24,6 +24,9 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def commands(folders: dict[str, Path], out: Path) -> dict[str, list[str]]:
     corpus, model = str(folders["corpus"]), str(folders["cls"])
     return {
+        "predict": ["predict", "--model", model, "--input", corpus, "--output", str(out / "p.jsonl")],
+        "evaluate": ["evaluate", "--model", model, "--data", corpus, "--output", str(out / "m.json")],
+        "serve": ["serve", "--model", model, "--port", "1"],
         "embed": ["embed", "--model", model, "--input", corpus, "--output", str(out / "e.npy")],
         "search build": ["search", "build", "--model", model, "--input", corpus, "--index", str(out / "index")],
         "search query": ["search", "query", "--index", str(out / "index"), "a film"],
@@ -37,7 +40,7 @@ def commands(folders: dict[str, Path], out: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("command", ["embed", "search build", "search query", "export", "embed-train", "finetune",
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "embed", "search build", "search query", "export", "embed-train", "finetune",
                                      "pretrain run", "similarity", "cluster", "knn-classify"])
 def test_absent_gpu_is_refused_before_writing(model_folders: dict[str, Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture, command: str) -> None:
@@ -62,3 +65,56 @@ def test_device_cpu_runs(model_folders: dict[str, Path], tmp_path: Path) -> None
     assert main([*argv["embed"], "--device", "cpu", "--precision", "fp32"]) == 0
     assert np.load(tmp_path / "e.npy").shape == (400, 64)
     assert main([*argv["embed"], "--device", "cpu", "--precision", "fp16"]) == 2  # fp16 needs CUDA
+
+
+@pytest.fixture(scope="module")
+def classifier(model_folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny random classifier as a fine-tuned folder and a labelled file."""
+    import shutil
+
+    from builders import movie_sentences
+
+    from albertkit.modeling.folder import write_model_info
+    from albertkit.tasks.spec import TaskSpec
+
+    root = tmp_path_factory.mktemp("device")
+    folder = root / "cls"
+    shutil.copytree(model_folders["cls"], folder)
+    spec = TaskSpec("classification", labels=["negative", "positive"], header=True)
+    write_model_info(folder, {"task": "classification", "task_spec": spec.to_dict()})
+    rows = [f"{s}\t{'positive' if i % 2 else 'negative'}" for i, s in enumerate(movie_sentences(50, seed=4))]
+    (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return folder, root / "dev.tsv"
+
+
+def test_predict_in_bf16_and_by_token_budget(classifier: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    folder, data = classifier
+    base = ["predict", "--model", str(folder), "--input", str(data), "--device", "cpu"]
+
+    def probabilities(name: str, *extra: str) -> np.ndarray:
+        assert main([*base, "--output", str(tmp_path / name), *extra]) == 0
+        records = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        return np.array([r["probabilities"]["positive"] for r in records])
+
+    fp32 = probabilities("fp32.jsonl")
+    np.testing.assert_allclose(probabilities("budget.jsonl", "--max-tokens", "64"), fp32, atol=1e-6)
+    np.testing.assert_allclose(probabilities("bf16.jsonl", "--precision", "bf16"), fp32, atol=0.02)
+    assert main([*base, "--output", str(tmp_path / "x.jsonl"), "--precision", "fp16"]) == 2
+
+
+def test_evaluate_and_serve_take_the_device(classifier: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    from albertkit.serve.model_functions import TaskModel
+
+    folder, data = classifier
+    assert main(["evaluate", "--model", str(folder), "--data", str(data), "--device", "cpu", "--precision", "bf16",
+                 "--output", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["examples"] == 50
+    fp32 = TaskModel(folder, device="cpu").functions["classify"](["a wonderful film"])[0]
+    bf16_model = TaskModel(folder, device="cpu", precision="bf16")
+    assert bf16_model.encoder.amp_dtype is torch.bfloat16
+    bf16 = bf16_model.functions["classify"](["a wonderful film"])[0]
+    assert bf16["label"] == fp32["label"] and abs(bf16["score"] - fp32["score"]) < 0.02

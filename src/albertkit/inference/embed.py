@@ -20,7 +20,7 @@ from albertkit.io.text import iter_text_lines
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
 from albertkit.modeling.model import AlbertModel
 from albertkit.runtime.console import progress_bar
-from albertkit.runtime.device import autocast, autocast_dtype, resolve_device
+from albertkit.runtime.device import CUDA_MAX_TOKENS, autocast, autocast_dtype, resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tokenization.loading import load_tokenizer
 
@@ -29,8 +29,6 @@ POOLINGS = ("mean", "cls", "pooler")
 STREAM_CHUNK = 8192
 # Header names taken as the text column of a .tsv/.csv when no column is named.
 TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
-# Padded tokens per batch on a CUDA GPU when no budget is given: 32 texts of 512 tokens, or 512 of 32.
-CUDA_MAX_TOKENS = 16_384
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +57,7 @@ class Encoder:
     def __init__(self, model_dir: str | Path, device: str | torch.device = "auto", max_length: int = 512,
                  precision: str = "auto", max_tokens: int | None = None, quantize: str | None = None):
         keep_freed_memory()
-        target = resolve_device(device)
+        target = resolve_device(device, cpu_only=quantize is not None)
         model = quantize_model(load_any_model(model_dir).to(target).eval(), quantize)
         self._attach(model, load_tokenizer(model_dir),
                      max_length, Path(model_dir), precision, max_tokens)

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic, write_text_atomic
 from albertkit.modeling.folder import load_any_model, read_model_info
 from albertkit.runtime.console import progress_bar
+from albertkit.runtime.device import CUDA_MAX_TOKENS, autocast, autocast_dtype, resolve_device
 from albertkit.runtime.memory import keep_freed_memory
 from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import compute_metrics
@@ -38,15 +39,20 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 @torch.inference_mode()
 def run_features(model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int = 64,
-                 pad_id: int = 0, show_progress: bool = False) -> list[dict[str, np.ndarray]]:
-    """The head's outputs for every feature, in feature order (batches go longest first, unpadded)."""
+                 pad_id: int = 0, show_progress: bool = False, amp_dtype: torch.dtype | None = None,
+                 max_tokens: int = 0) -> list[dict[str, np.ndarray]]:
+    """The head's outputs for every feature, in feature order (batches go longest first, unpadded): `batch_size`
+    features per batch, or with `max_tokens` as many as that many padded tokens hold; under autocast in
+    `amp_dtype` (None: the model's own dtype)."""
     device = next(model.parameters()).device
     lengths = np.array([len(f["input_ids"]) for f in features])
     outputs: list[dict[str, np.ndarray] | None] = [None] * len(features)
-    batches = length_bucketed_batches(lengths, batch_size, shuffle=False)
+    batches = (token_budget_batches(lengths, max_tokens) if max_tokens
+               else length_bucketed_batches(lengths, batch_size, shuffle=False))
     for rows in progress_bar(batches, desc="predicting", unit="batch", disable=not show_progress, mininterval=1.0):
         batch = collate([features[i] for i in rows], pad_id)
-        out = model(**{k: batch[k].to(device) for k in MODEL_INPUTS})
+        with autocast(device, amp_dtype):
+            out = model(**{k: batch[k].to(device) for k in MODEL_INPUTS})
         produced = {name: getattr(out, name).float().cpu().numpy()
                     for name in ("logits", "start_logits", "end_logits") if getattr(out, name) is not None}
         # Per-token outputs (NER logits, QA start/end) keep only the feature's own tokens.
@@ -98,9 +104,11 @@ def references(spec: TaskSpec, examples: list[Any]) -> Any:
 
 
 def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any], features: list[dict[str, Any]],
-                      batch_size: int = 64, pad_id: int = 0) -> dict[str, Any]:
+                      batch_size: int = 64, pad_id: int = 0, amp_dtype: torch.dtype | None = None,
+                      max_tokens: int = 0) -> dict[str, Any]:
     """Metrics of `model` on labeled examples; classification adds the confusion matrix (rows: gold)."""
-    predictions, _ = decode(spec, examples, features, run_features(model, features, batch_size, pad_id))
+    outputs = run_features(model, features, batch_size, pad_id, amp_dtype=amp_dtype, max_tokens=max_tokens)
+    predictions, _ = decode(spec, examples, features, outputs)
     gold = references(spec, examples)
     metrics: dict[str, Any] = compute_metrics(spec.task, predictions, gold)
     if spec.task in ("classification", "pair"):
@@ -110,15 +118,26 @@ def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any
     return metrics
 
 
-def load_finetuned(model_dir: str | Path, quantize: str | None = None) -> tuple[torch.nn.Module, Any, TaskSpec]:
-    """Model (int8 on the CPU with `quantize="int8"`), tokenizer and task settings of a folder written by
-    `albertkit finetune`."""
+def inference_settings(model: torch.nn.Module, precision: str, max_tokens: int | None) -> dict[str, Any]:
+    """run_features' autocast dtype and token budget for `model`'s device (the Encoder's rules)."""
+    device = next(model.parameters()).device
+    if max_tokens is not None and max_tokens < 0:
+        raise UserError(f"max tokens must be at least 0 (0: batches of batch_size), got {max_tokens}")
+    budget = max_tokens if max_tokens is not None else (CUDA_MAX_TOKENS if device.type == "cuda" else 0)
+    return {"amp_dtype": autocast_dtype(precision, device, inference=True), "max_tokens": budget}
+
+
+def load_finetuned(model_dir: str | Path, quantize: str | None = None,
+                   device: str = "auto") -> tuple[torch.nn.Module, Any, TaskSpec]:
+    """Model (on `device`; int8 on the CPU with `quantize="int8"`), tokenizer and task settings of a folder written
+    by `albertkit finetune`."""
+    target = resolve_device(device, cpu_only=quantize is not None)
     info = read_model_info(model_dir)
     if "task_spec" not in info:
         raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
     spec = TaskSpec.from_dict(info["task_spec"])
     keep_freed_memory()
-    model = load_any_model(model_dir).eval()
+    model = load_any_model(model_dir).to(target).eval()
     tokenizer = load_tokenizer(model_dir)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
@@ -127,22 +146,25 @@ def load_finetuned(model_dir: str | Path, quantize: str | None = None) -> tuple[
 
 
 def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | Path | None = None,
-                   batch_size: int = 64, quantize: str | None = None) -> dict[str, Any]:
+                   batch_size: int = 64, quantize: str | None = None, device: str = "auto",
+                   precision: str = "auto", max_tokens: int | None = None) -> dict[str, Any]:
     """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved.
 
     With `quantize`, the metrics are the quantized model's, and `float32` / `quantization_change` give the float
-    model's figures and the difference (quantized minus float)."""
-    model, tokenizer, spec = load_finetuned(model_dir)
+    model's figures and the difference (quantized minus float). `device`, `precision` and `max_tokens` as for
+    `predict_file`."""
+    model, tokenizer, spec = load_finetuned(model_dir, None, "cpu" if quantize and device == "auto" else device)
+    run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
         examples = read_examples(spec, data_path, require_labels=True)
     if not examples:
         raise UserError("no examples to evaluate", data_path)
     features = featurize(spec, tokenizer, examples)
     metrics = evaluate_features(quantize_model(model, quantize), spec, examples, features, batch_size,
-                                tokenizer.pad_token_id)
+                                tokenizer.pad_token_id, **run)
     result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), **metrics}
     if quantize is not None:
-        reference = evaluate_features(model, spec, examples, features, batch_size, tokenizer.pad_token_id)
+        reference = evaluate_features(model, spec, examples, features, batch_size, tokenizer.pad_token_id, **run)
         floats = {k: v for k, v in reference.items() if isinstance(v, float)}
         result.update(quantize=quantize, float32=floats,
                       quantization_change={k: metrics[k] - v for k, v in floats.items()})
@@ -152,13 +174,17 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
 
 
 def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
-                 chunk_size: int = 4096, quantize: str | None = None) -> int:
+                 chunk_size: int = 4096, quantize: str | None = None, device: str = "auto",
+                 precision: str = "auto", max_tokens: int | None = None) -> int:
     """`albertkit predict`: one record per input example, JSONL or CSV by the output's suffix; returns the count.
 
     Examples are featurized and predicted in chunks; the file appears under its name only when complete.
-    `quantize="int8"`: predict with the int8 model (CPU).
+    `quantize="int8"`: predict with the int8 model (CPU). `device`: auto, cpu, cuda, cuda:N or mps; `precision`:
+    auto (bf16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16; `max_tokens`: padded tokens per batch
+    (default: 16,384 on CUDA; elsewhere, and with 0, batches of `batch_size`).
     """
-    model, tokenizer, spec = load_finetuned(model_dir, quantize)
+    model, tokenizer, spec = load_finetuned(model_dir, quantize, device)
+    run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
         examples = read_examples(spec, input_path, require_labels=False)
     if not examples:
@@ -175,7 +201,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
             for start in range(0, len(examples), chunk_size):
                 chunk = examples[start : start + chunk_size]
                 features = featurize(spec, tokenizer, chunk)
-                outputs = run_features(model, features, batch_size, tokenizer.pad_token_id)
+                outputs = run_features(model, features, batch_size, tokenizer.pad_token_id, **run)
                 _, records = decode(spec, chunk, features, outputs)
                 for example, record in zip(chunk, records, strict=True):
                     record = {"line": getattr(example, "line", None), **record}

@@ -18,20 +18,24 @@ DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cud
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISION_HELP = "auto: bf16 autocast on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere"
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Padded tokens per inference batch on a CUDA GPU when no budget is given: 32 texts of 512 tokens, or 512 of 32.
+CUDA_MAX_TOKENS = 16_384
 
 
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+def resolve_device(spec: str | torch.device = "auto", cpu_only: bool = False) -> torch.device:
     """The torch.device `spec` names, checked to exist; "cuda" and "auto" take LOCAL_RANK's GPU under torchrun.
 
-    "auto" is a CUDA GPU when torch sees one, else the CPU (never MPS: ask for it by name). A device that is not
-    there (cuda without a GPU, cuda:3 on a machine with two, mps off Apple silicon) is a UserError.
+    "auto" is a CUDA GPU when torch sees one, else the CPU (never MPS: ask for it by name); with `cpu_only` (work
+    that runs only on the CPU, such as int8 dynamic quantization) "auto" is the CPU. A device that is not there
+    (cuda without a GPU, cuda:3 on a machine with two, mps off Apple silicon) is a UserError.
     """
     if isinstance(spec, torch.device):
         spec = str(spec)
     name = spec.strip().lower()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        use_gpu = torch.cuda.is_available() and not cpu_only
+        return torch.device("cuda", local_rank) if use_gpu else torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
     if name == "mps":

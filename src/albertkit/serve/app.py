@@ -117,13 +117,16 @@ def create_app(
     index_dir: str | Path | None = None,
     max_wait_ms: float = 5.0,
     quantize: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> FastAPI:
     """The app serving `model_dir`: POST /v1/{classify,embed,fill-mask,ner,qa,search}, GET /healthz, /v1/model, /.
 
     Requests from concurrent clients are gathered into forward passes of up to `max_batch` texts (waiting at
     most `max_wait_ms` for company). A request may hold `max_texts` texts of `max_chars` characters each.
     With `api_key`, /v1/ endpoints want `Authorization: Bearer <api_key>`. `index_dir` (built with the same
-    model) enables /v1/search. `quantize="int8"` serves the int8 model (CPU).
+    model) enables /v1/search. `quantize="int8"` serves the int8 model (CPU). The model runs on `device` (auto: a
+    CUDA GPU when there is one) in `precision` (auto: bf16 autocast on CUDA, fp32 elsewhere).
     """
     for name, value in (("max_batch", max_batch), ("max_chars", max_chars), ("max_texts", max_texts)):
         if value < 1:
@@ -132,7 +135,8 @@ def create_app(
     if index_dir is not None:
         index = SearchIndex(index_dir)
         index.check_model(model_dir)
-    task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean", quantize=quantize)
+    task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean", quantize=quantize,
+                           device=device, precision=precision)
     batchers = {task: MicroBatcher(fn, None, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
 
     @asynccontextmanager
@@ -268,12 +272,15 @@ def serve(
     max_texts: int = 256,
     index_dir: str | Path | None = None,
     quantize: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
     app = create_app(model_dir, api_key=api_key, max_batch=max_batch, max_chars=max_chars,
-                     max_texts=max_texts, index_dir=index_dir, quantize=quantize)
+                     max_texts=max_texts, index_dir=index_dir, quantize=quantize, device=device,
+                     precision=precision)
     if not _is_loopback(host) and api_key is None:
         logger.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -19,6 +19,7 @@ from albertkit.modeling.model import (
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
 )
+from albertkit.runtime.device import autocast
 from albertkit.tasks.metrics import entity_spans
 from albertkit.tasks.ner import most_central, word_windows
 from albertkit.tasks.qa import QaExample, featurize_qa, qa_best_spans
@@ -37,8 +38,9 @@ class TaskModel:
     result per item, in order. They run one padded forward pass on the unpadded path, under inference mode.
     """
 
-    def __init__(self, model_dir: str | Path, pooling: str = "mean", quantize: str | None = None):
-        self.encoder = Encoder(model_dir, device="cpu" if quantize else "auto", quantize=quantize)
+    def __init__(self, model_dir: str | Path, pooling: str = "mean", quantize: str | None = None,
+                 device: str = "auto", precision: str = "auto"):
+        self.encoder = Encoder(model_dir, device=device, precision=precision, quantize=quantize)
         self.model = self.encoder.model
         self.tokenizer = self.encoder.tokenizer
         self.info = read_model_info(model_dir)
@@ -52,7 +54,16 @@ class TaskModel:
             functions["ner"] = self.ner
         if isinstance(self.model, AlbertForQuestionAnswering):
             functions["qa"] = self.answer
-        self.functions = functions
+        self.functions = {name: self._in_precision(fn) for name, fn in functions.items()}
+
+    def _in_precision(self, function: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+        """`function` run under the Encoder's autocast (bf16 on CUDA by default; nothing in fp32)."""
+
+        def run(items: list[Any]) -> list[Any]:
+            with autocast(self.encoder.device, self.encoder.amp_dtype):
+                return function(items)
+
+        return run
 
     @property
     def tasks(self) -> list[str]:
