@@ -63,3 +63,20 @@ def build_served_folders(root: Path) -> dict[str, Path]:
     folders = build_model_folders(root)
     build_index(folders["cls"], folders["corpus"], root / "index")
     return {**folders, "index": root / "index"}
+
+
+def finetuned_classifier(model_folders: dict[str, Path], root: Path, rows: int = 60, seed: int = 3) -> tuple[Path, Path]:
+    """The tiny random classifier copied as a fine-tuned folder (task settings in albertkit.json), and a labelled
+    .tsv of `rows` sentences."""
+    import shutil
+
+    from albertkit.modeling.folder import write_model_info
+    from albertkit.tasks.spec import TaskSpec
+
+    folder = root / "cls"
+    shutil.copytree(model_folders["cls"], folder)
+    spec = TaskSpec("classification", labels=["negative", "positive"], header=True)
+    write_model_info(folder, {"task": "classification", "task_spec": spec.to_dict()})
+    lines = [f"{s}\t{'positive' if i % 2 else 'negative'}" for i, s in enumerate(movie_sentences(rows, seed=seed))]
+    (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(lines) + "\n")
+    return folder, root / "dev.tsv"

@@ -70,21 +70,9 @@ def test_device_cpu_runs(model_folders: dict[str, Path], tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def classifier(model_folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny random classifier as a fine-tuned folder and a labelled file."""
-    import shutil
+    from builders import finetuned_classifier
 
-    from builders import movie_sentences
-
-    from albertkit.modeling.folder import write_model_info
-    from albertkit.tasks.spec import TaskSpec
-
-    root = tmp_path_factory.mktemp("device")
-    folder = root / "cls"
-    shutil.copytree(model_folders["cls"], folder)
-    spec = TaskSpec("classification", labels=["negative", "positive"], header=True)
-    write_model_info(folder, {"task": "classification", "task_spec": spec.to_dict()})
-    rows = [f"{s}\t{'positive' if i % 2 else 'negative'}" for i, s in enumerate(movie_sentences(50, seed=4))]
-    (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
-    return folder, root / "dev.tsv"
+    return finetuned_classifier(model_folders, tmp_path_factory.mktemp("device"), rows=50, seed=4)
 
 
 def test_predict_in_bf16_and_by_token_budget(classifier: tuple[Path, Path], tmp_path: Path) -> None:

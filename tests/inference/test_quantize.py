@@ -2,33 +2,23 @@
 evaluate, predict, embed and serve take it."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from builders import movie_sentences
+from builders import finetuned_classifier, movie_sentences
 
 from albertkit.cli import main
 from albertkit.errors import UserError
 from albertkit.inference.embed import Encoder
 from albertkit.inference.predict import load_finetuned
 from albertkit.inference.quantize import quantize_model
-from albertkit.modeling.folder import write_model_info
-from albertkit.tasks.spec import TaskSpec
 
 
 @pytest.fixture(scope="module")
 def classifier_folder(model_folders, tmp_path_factory):
     """The tiny random classifier as a fine-tuned folder (task settings in albertkit.json) and a labelled file."""
-    root = tmp_path_factory.mktemp("quantize")
-    folder = root / "cls"
-    shutil.copytree(model_folders["cls"], folder)
-    spec = TaskSpec("classification", labels=["negative", "positive"], header=True)
-    write_model_info(folder, {"task": "classification", "task_spec": spec.to_dict()})
-    rows = [f"{s}\t{'positive' if i % 2 else 'negative'}" for i, s in enumerate(movie_sentences(60, seed=3))]
-    (root / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
-    return folder, root / "dev.tsv"
+    return finetuned_classifier(model_folders, tmp_path_factory.mktemp("quantize"))
 
 
 def test_int8_model_has_quantized_linears_and_close_logits(classifier_folder):
