@@ -51,8 +51,8 @@ def test_evaluation_and_inference_do_not_checkpoint() -> None:
     assert out.shape == (2, 10, 32)
 
 
-PEAK_SCRIPT = """
-import json, resource, sys, torch
+PEAK_SCRIPT = r"""
+import json, re, sys, torch
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.model import AlbertModel, set_gradient_checkpointing
 torch.manual_seed(0)
@@ -61,9 +61,11 @@ model = AlbertModel(AlbertConfig(vocab_size=100, embedding_size=32, hidden_size=
                                  num_attention_heads=2, intermediate_size=512, max_position_embeddings=256)).train()
 set_gradient_checkpointing(model, sys.argv[1] == "1")
 ids = torch.randint(5, 100, (16, 256))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def high_water_kib():  # this process's own peak RSS (ru_maxrss would include the parent's, kept across exec)
+    return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
+before = high_water_kib()
 model(ids).last_hidden_state.sum().backward()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = high_water_kib()
 print(json.dumps({"peak_growth_kib": after - before}))
 """
 
