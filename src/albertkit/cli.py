@@ -341,11 +341,12 @@ def _add_pretrain_evaluate(pretrain_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the pairs and masks")
     p.add_argument("--output", default=None, help="also write the scores to this JSON file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_device_flags(p)
 
     def run(args: argparse.Namespace) -> None:
         scores = evaluate_pretraining(args.model, args.input, max_seq_length=args.max_seq_length,
                                       max_documents=args.max_documents, batch_size=args.batch_size, seed=args.seed,
-                                      output=args.output)
+                                      output=args.output, device=args.device, precision=args.precision)
         print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
 
     p.set_defaults(func=run)

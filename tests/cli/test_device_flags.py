@@ -106,3 +106,11 @@ def test_evaluate_and_serve_take_the_device(classifier: tuple[Path, Path], tmp_p
     assert bf16_model.encoder.amp_dtype is torch.bfloat16
     bf16 = bf16_model.functions["classify"](["a wonderful film"])[0]
     assert bf16["label"] == fp32["label"] and abs(bf16["score"] - fp32["score"]) < 0.02
+
+
+def test_pretrain_evaluate_takes_the_device(model_folders: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    args = ["pretrain", "evaluate", "--model", str(model_folders["mlm"]), "--input", str(model_folders["corpus"]),
+            "--max-documents", "20", "--max-seq-length", "32", "--json"]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
+    assert main([*args, "--device", "cpu", "--precision", "bf16"]) == 0

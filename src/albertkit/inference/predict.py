@@ -128,9 +128,9 @@ def inference_settings(model: torch.nn.Module, precision: str, max_tokens: int |
 
 
 def load_finetuned(model_dir: str | Path, quantize: str | None = None,
-                   device: str = "auto") -> tuple[torch.nn.Module, Any, TaskSpec]:
-    """Model (on `device`; int8 on the CPU with `quantize="int8"`), tokenizer and task settings of a folder written
-    by `albertkit finetune`."""
+                   device: str = "cpu") -> tuple[torch.nn.Module, Any, TaskSpec]:
+    """Model (on `device`, the CPU unless asked; int8 on the CPU with `quantize="int8"`), tokenizer and task
+    settings of a folder written by `albertkit finetune`."""
     target = resolve_device(device, cpu_only=quantize is not None)
     info = read_model_info(model_dir)
     if "task_spec" not in info:

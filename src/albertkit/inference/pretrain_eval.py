@@ -30,6 +30,7 @@ from albertkit.io.text import resolve_text_files
 from albertkit.modeling.corpus_init import unigram_log_probs
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForMaskedLM, AlbertForPreTraining
+from albertkit.runtime.device import autocast, autocast_dtype, resolve_device
 from albertkit.tokenization.loading import load_tokenizer
 
 # Every evaluation masks the same way, whatever the training masks: 15% of the words, one word per span.
@@ -92,11 +93,13 @@ def score_pretraining(model: torch.nn.Module, batches: Iterable[dict[str, torch.
 def evaluate_pretraining(
     model_dir: str | Path, inputs: str | Path | Iterable[str | Path], *, max_seq_length: int = 128,
     max_documents: int | None = None, batch_size: int = 32, seed: int = 0, output: str | Path | None = None,
+    device: str = "auto", precision: str = "auto",
 ) -> dict[str, Any]:
     """`albertkit pretrain evaluate`: score the model folder `model_dir` (its own tokenizer) on the raw text of
     `inputs` (the first `max_documents` documents), cut into `max_seq_length` sentence pairs. The baselines come
     from the evaluated text's own unigram counts, which can only flatter them. Writes the scores as JSON to
-    `output` when given."""
+    `output` when given. The model runs on `device` in `precision` (auto: bf16 autocast on CUDA, fp32 elsewhere)."""
+    target = resolve_device(device)
     model = load_any_model(model_dir, default="AlbertForMaskedLM")
     if not isinstance(model, AlbertForPreTraining | AlbertForMaskedLM):
         raise UserError(f"{type(model).__name__} has no masked-LM head to evaluate", Path(model_dir) / "config.json")
@@ -105,7 +108,8 @@ def evaluate_pretraining(
     files = resolve_text_files(inputs)
     if not files:
         raise UserError("no input files given")
-    model.eval()
+    model.to(target).eval()
+    amp_dtype = autocast_dtype(precision, target, inference=True)
     with tempfile.TemporaryDirectory(prefix="albertkit-eval-") as tmp:
         if max_documents is not None:
             files = [_first_documents(files, max_documents, Path(tmp) / "documents.txt")]
@@ -114,7 +118,8 @@ def evaluate_pretraining(
                                      valid_fraction=0.0, workers=1, seed=seed)
         data = evaluation_data(Path(tmp) / "data", "train", max_seq_length, seed)
         log_unigram = unigram_log_probs(data.shards.token_ids, model.config.vocab_size)
-        scores = score_pretraining(model, evaluation_batches(data, batch_size), log_unigram)
+        with autocast(target, amp_dtype):
+            scores = score_pretraining(model, evaluation_batches(data, batch_size), log_unigram)
         if not scores:
             raise UserError("too little text to evaluate: no sentence pair could be built", files[0])
         scores.update(documents=data.shards.num_documents, max_seq_length=max_seq_length)
