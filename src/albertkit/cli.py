@@ -15,6 +15,7 @@ from albertkit.inference.cluster import METHODS, cluster_file
 from albertkit.inference.embed import embed_file, text_similarity
 from albertkit.inference.export import export_model
 from albertkit.inference.neighbours import VOTES, classify_by_neighbours
+from albertkit.inference.onnx_backend import BACKENDS
 from albertkit.inference.predict import evaluate_model, predict_file
 from albertkit.inference.pretrain_eval import evaluate_pretraining, format_scores
 from albertkit.inference.quantize import QUANTIZATIONS
@@ -56,6 +57,12 @@ def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:
 
 
 SPLIT_HELP = "the split to read from a DatasetDict folder (default: train)"
+
+
+def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="onnx: run the folder's ONNX export (albertkit export; model_quantized.onnx with "
+                             "--quantize int8) on onnxruntime")
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
@@ -404,11 +411,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p, " (the float32 figures and the change are reported beside)")
     _add_device_flags(p, max_tokens=True)
+    _add_backend_flag(p)
 
     def run(args: argparse.Namespace) -> None:
         print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize,
-                                        device=args.device, precision=args.precision, max_tokens=args.max_tokens),
-                         indent=2, ensure_ascii=False))
+                                        device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                                        backend=args.backend), indent=2, ensure_ascii=False))
 
     p.set_defaults(func=run)
 
@@ -421,10 +429,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p)
     _add_device_flags(p, max_tokens=True)
+    _add_backend_flag(p)
 
     def run(args: argparse.Namespace) -> None:
         count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize,
-                             device=args.device, precision=args.precision, max_tokens=args.max_tokens)
+                             device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                             backend=args.backend)
         console.say(f"wrote {count:,} predictions to {args.output}")
 
     p.set_defaults(func=run)

@@ -69,3 +69,42 @@ def test_served_model_quantized(classifier_folder):
     served = TaskModel(folder, quantize="int8")
     assert "DynamicQuantizedLinear" in {m._get_name() for m in served.model.modules()}
     assert served.classify(["the film is wonderful ."])[0]["label"] in ("negative", "positive")
+
+
+def test_onnx_backend_predicts_as_torch_and_reports_int8_change(classifier_folder, tmp_path):
+    folder, dev = classifier_folder
+    export = tmp_path / "onnx"
+    assert main(["export", "--model", str(folder), "--out", str(export), "--quantize", "int8"]) == 0
+    assert main(["predict", "--model", str(folder), "--input", str(dev), "--output", str(tmp_path / "t.jsonl")]) == 0
+    assert main(["predict", "--model", str(export), "--input", str(dev), "--output", str(tmp_path / "o.jsonl"),
+                 "--backend", "onnx"]) == 0
+    torch_probs, onnx_probs = ([json.loads(line)["probabilities"]["positive"] for line in
+                                (tmp_path / name).read_text().splitlines()] for name in ("t.jsonl", "o.jsonl"))
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
+    assert main(["evaluate", "--model", str(export), "--data", str(dev), "--backend", "onnx", "--quantize", "int8",
+                 "--output", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["backend"] == "onnx" and result["quantize"] == "int8"
+    assert result["float32"]["accuracy"] == pytest.approx(
+        json.loads(_evaluate_json(folder, dev, tmp_path))["accuracy"])
+
+
+def _evaluate_json(folder, dev, tmp_path) -> str:
+    assert main(["evaluate", "--model", str(folder), "--data", str(dev), "--output", str(tmp_path / "f.json")]) == 0
+    return (tmp_path / "f.json").read_text()
+
+
+@pytest.mark.parametrize("export_int8, flags, message", [
+    (None, ["--backend", "onnx"], "no model.onnx in this folder (make it with albertkit export)"),
+    (False, ["--backend", "onnx", "--quantize", "int8"], "no model_quantized.onnx in this folder (export it with"),
+])
+def test_missing_onnx_models_are_one_line_errors(classifier_folder, tmp_path, capsys, export_int8, flags, message):
+    folder, dev = classifier_folder
+    target = folder
+    if export_int8 is not None:
+        target = tmp_path / "onnx"
+        assert main(["export", "--model", str(folder), "--out", str(target)]) == 0
+        capsys.readouterr()
+    assert main(["evaluate", "--model", str(target), "--data", str(dev), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

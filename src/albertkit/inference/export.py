@@ -18,7 +18,12 @@ import torch
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder
-from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
+from albertkit.modeling.folder import (
+    check_tokenizer_matches,
+    load_any_model,
+    read_model_info,
+    write_model_info,
+)
 from albertkit.runtime.device import resolve_device
 from albertkit.tokenization.loading import load_tokenizer, tokenizer_file
 
@@ -134,6 +139,8 @@ def export_model(
             report.quantized_max_abs_diff = max_abs_diff(run_onnx(partial / QUANTIZED_NAME, probe), expected)
         model.config.architectures = [architecture]
         model.config.save_pretrained(partial)
+        if read_model_info(model_dir):  # the task settings: predict and evaluate --backend onnx read this folder
+            write_model_info(partial, read_model_info(model_dir))
         if tokenizer is not None:
             tokenizer.save_pretrained(partial)
     return report

@@ -16,6 +16,7 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
+from albertkit.inference.onnx_backend import BACKENDS, OnnxRuntimeModel
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic, write_text_atomic
 from albertkit.modeling.folder import load_any_model, read_model_info
@@ -44,7 +45,7 @@ def run_features(model: torch.nn.Module, features: list[dict[str, Any]], batch_s
     """The head's outputs for every feature, in feature order (batches go longest first, unpadded): `batch_size`
     features per batch, or with `max_tokens` as many as that many padded tokens hold; under autocast in
     `amp_dtype` (None: the model's own dtype)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     lengths = np.array([len(f["input_ids"]) for f in features])
     outputs: list[dict[str, np.ndarray] | None] = [None] * len(features)
     batches = (token_budget_batches(lengths, max_tokens) if max_tokens
@@ -118,51 +119,65 @@ def evaluate_features(model: torch.nn.Module, spec: TaskSpec, examples: list[Any
     return metrics
 
 
+def model_device(model: Any) -> torch.device:
+    """Where `model` runs: albertkit's models and the ONNX backend say so; any other module: its weights' device."""
+    return model.device if hasattr(model, "device") else next(model.parameters()).device
+
+
 def inference_settings(model: torch.nn.Module, precision: str, max_tokens: int | None) -> dict[str, Any]:
     """run_features' autocast dtype and token budget for `model`'s device (the Encoder's rules)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     if max_tokens is not None and max_tokens < 0:
         raise UserError(f"max tokens must be at least 0 (0: batches of batch_size), got {max_tokens}")
     budget = max_tokens if max_tokens is not None else (CUDA_MAX_TOKENS if device.type == "cuda" else 0)
     return {"amp_dtype": autocast_dtype(precision, device, inference=True), "max_tokens": budget}
 
 
-def load_finetuned(model_dir: str | Path, quantize: str | None = None,
-                   device: str = "cpu") -> tuple[torch.nn.Module, Any, TaskSpec]:
-    """Model (on `device`, the CPU unless asked; int8 on the CPU with `quantize="int8"`), tokenizer and task
-    settings of a folder written by `albertkit finetune`."""
-    target = resolve_device(device, cpu_only=quantize is not None)
+def load_finetuned(model_dir: str | Path, quantize: str | None = None, device: str = "cpu",
+                   backend: str = "torch") -> tuple[torch.nn.Module, Any, TaskSpec]:
+    """Model (on `device`, the CPU unless asked; int8 on the CPU with `quantize="int8"`; with `backend="onnx"`, the
+    folder's exported ONNX model on onnxruntime's CPU provider), tokenizer and task settings of a folder written by
+    `albertkit finetune` (or exported from one)."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    target = resolve_device(device, cpu_only=quantize is not None or backend == "onnx")
     info = read_model_info(model_dir)
     if "task_spec" not in info:
         raise UserError("not a fine-tuned model folder (albertkit.json has no task settings)", model_dir)
     spec = TaskSpec.from_dict(info["task_spec"])
     keep_freed_memory()
-    model = load_any_model(model_dir).to(target).eval()
+    if backend == "onnx":
+        model = OnnxRuntimeModel(model_dir, quantize)
+    else:
+        model = quantize_model(load_any_model(model_dir).to(target).eval(), quantize)
     tokenizer = load_tokenizer(model_dir)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model expects "
                         f"{model.config.vocab_size}", model_dir)
-    return quantize_model(model, quantize), tokenizer, spec
+    return model, tokenizer, spec
 
 
 def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | Path | None = None,
                    batch_size: int = 64, quantize: str | None = None, device: str = "auto",
-                   precision: str = "auto", max_tokens: int | None = None) -> dict[str, Any]:
+                   precision: str = "auto", max_tokens: int | None = None, backend: str = "torch") -> dict[str, Any]:
     """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved.
 
     With `quantize`, the metrics are the quantized model's, and `float32` / `quantization_change` give the float
     model's figures and the difference (quantized minus float). `device`, `precision` and `max_tokens` as for
-    `predict_file`."""
-    model, tokenizer, spec = load_finetuned(model_dir, None, "cpu" if quantize and device == "auto" else device)
+    `predict_file`. `backend="onnx"`: the folder's ONNX export (the change is then against the float32 ONNX model)."""
+    model, tokenizer, spec = load_finetuned(model_dir, None, "cpu" if quantize and device == "auto" else device,
+                                            backend)
     run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
         examples = read_examples(spec, data_path, require_labels=True)
     if not examples:
         raise UserError("no examples to evaluate", data_path)
     features = featurize(spec, tokenizer, examples)
-    metrics = evaluate_features(quantize_model(model, quantize), spec, examples, features, batch_size,
-                                tokenizer.pad_token_id, **run)
-    result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), **metrics}
+    quantized = model if quantize is None else (
+        quantize_model(model, quantize) if backend == "torch" else OnnxRuntimeModel(model_dir, quantize))
+    metrics = evaluate_features(quantized, spec, examples, features, batch_size, tokenizer.pad_token_id, **run)
+    result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), "backend": backend,
+              **metrics}
     if quantize is not None:
         reference = evaluate_features(model, spec, examples, features, batch_size, tokenizer.pad_token_id, **run)
         floats = {k: v for k, v in reference.items() if isinstance(v, float)}
@@ -175,15 +190,16 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
 
 def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
                  chunk_size: int = 4096, quantize: str | None = None, device: str = "auto",
-                 precision: str = "auto", max_tokens: int | None = None) -> int:
+                 precision: str = "auto", max_tokens: int | None = None, backend: str = "torch") -> int:
     """`albertkit predict`: one record per input example, JSONL or CSV by the output's suffix; returns the count.
 
     Examples are featurized and predicted in chunks; the file appears under its name only when complete.
     `quantize="int8"`: predict with the int8 model (CPU). `device`: auto, cpu, cuda, cuda:N or mps; `precision`:
     auto (bf16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16; `max_tokens`: padded tokens per batch
-    (default: 16,384 on CUDA; elsewhere, and with 0, batches of `batch_size`).
+    (default: 16,384 on CUDA; elsewhere, and with 0, batches of `batch_size`). `backend="onnx"`: the folder's ONNX
+    export on onnxruntime (`model_quantized.onnx` with `quantize`).
     """
-    model, tokenizer, spec = load_finetuned(model_dir, quantize, device)
+    model, tokenizer, spec = load_finetuned(model_dir, quantize, device, backend)
     run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
         examples = read_examples(spec, input_path, require_labels=False)
