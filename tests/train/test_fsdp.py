@@ -1,5 +1,6 @@
-"""`--strategy fsdp` (FSDP2) with 2 gloo processes on CPU: the losses and weights of DDP, sharded checkpoints that
-resume to the bit, the HF folder gathered on rank 0, and a sharded checkpoint refused by a DDP resume."""
+"""`--strategy fsdp` (FSDP2) with 2 gloo processes on CPU, with gradient checkpointing: the losses and weights of
+DDP, sharded checkpoints that resume to the bit (on two processes) and closely (on one), the HF folder gathered on
+rank 0, and DDP's whole-weight checkpoints refused by an FSDP resume."""
 
 import os
 import shutil
@@ -42,7 +43,8 @@ def test_fsdp_matches_ddp_and_resumes_exactly(prepared_corpus: Path, tmp_path: P
     config.write_text(SMALL)
     ddp, fsdp, resumed = tmp_path / "ddp", tmp_path / "fsdp", tmp_path / "resumed"
     torchrun(pretrain_args(prepared_corpus, ddp, config))
-    torchrun(pretrain_args(prepared_corpus, fsdp, config, "--strategy", "fsdp"))
+    # FSDP with gradient checkpointing (the two compose): still DDP's losses.
+    torchrun(pretrain_args(prepared_corpus, fsdp, config, "--strategy", "fsdp", "--gradient-checkpointing"))
 
     assert len(losses(fsdp)) == 4 and losses(fsdp) == pytest.approx(losses(ddp), rel=1e-5, abs=1e-5)
     a, b = load_file(str(ddp / "final" / "model.safetensors")), load_file(str(fsdp / "final" / "model.safetensors"))
@@ -57,7 +59,8 @@ def test_fsdp_matches_ddp_and_resumes_exactly(prepared_corpus: Path, tmp_path: P
     shutil.copytree(fsdp, resumed)
     shutil.rmtree(resumed / "checkpoints" / "step-00000004")
     shutil.rmtree(resumed / "final")
-    torchrun(pretrain_args(prepared_corpus, resumed, config, "--strategy", "fsdp", "--resume"))
+    torchrun(pretrain_args(prepared_corpus, resumed, config, "--strategy", "fsdp", "--gradient-checkpointing",
+                           "--resume"))
     c = load_file(str(resumed / "final" / "model.safetensors"))
     assert all(torch.equal(b[key], c[key]) for key in b)
     assert losses(resumed) == losses(fsdp)

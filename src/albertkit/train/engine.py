@@ -113,17 +113,17 @@ class StepEngine:
     """Takes optimizer steps for `model` as `settings` say, on `world`'s device."""
 
     def __init__(self, model: torch.nn.Module, settings: TrainSettings, total_steps: int, world: Distributed):
+        self.sharded = settings.strategy == "fsdp" and world.world_size > 1
+        # FSDP: rank 0's unsharded CPU copy to gather whole weights into for saving, made before the move
+        self.twin = plain_twin(model) if self.sharded and world.is_main else None
         self.model, self.world = model.to(world.device), world
         self.max_grad_norm = settings.max_grad_norm
         self.amp_dtype = autocast_dtype(settings.precision, world.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         set_gradient_checkpointing(model, settings.gradient_checkpointing)
-        self.sharded = settings.strategy == "fsdp" and world.world_size > 1
-        self.twin: torch.nn.Module | None = None  # FSDP: rank 0's unsharded copy, to save whole models into
         if self.sharded:
             if self.scaler is not None:
                 raise UserError("--strategy fsdp trains in fp32 or bf16: fp16 loss scaling is for ddp only")
-            self.twin = plain_twin(model) if world.is_main else None
             shard_model(model, self.amp_dtype if world.device.type == "cuda" else None)
         self.train_model = torch.compile(model) if settings.compile else model
         if world.world_size > 1 and not self.sharded:
