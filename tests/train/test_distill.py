@@ -91,3 +91,33 @@ def test_bad_students_are_one_line_errors(classifier, sentiment_files, tmp_path,
                  "--dev", str(sentiment_files / "dev.tsv"), "--out", str(tmp_path / "x"), *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_regression_teacher_distills_with_unlabeled_rows(model_folders, tmp_path):
+    from builders import TINY, movie_sentences
+
+    from albertkit.modeling.config import AlbertConfig
+    from albertkit.modeling.model import AlbertForSequenceClassification
+    from albertkit.tokenization.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_folders["cls"])
+    torch.manual_seed(0)
+    teacher = tmp_path / "reg"
+    AlbertForSequenceClassification(AlbertConfig.from_preset(
+        "tiny", vocab_size=tokenizer.vocab_size, id2label={0: "LABEL_0"}, problem_type="regression",
+        **TINY)).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    spec = TaskSpec("regression", header=True)
+    write_model_info(teacher, {"task": "regression", "task_spec": spec.to_dict()})
+    sentences = movie_sentences(64, seed=2)
+    (tmp_path / "train.tsv").write_text("sentence\tscore\n" + "".join(f"{s}\t{i % 5}\n" for i, s in enumerate(sentences)))
+    (tmp_path / "more.tsv").write_text("sentence\n" + "".join(f"{s}\n" for s in movie_sentences(16, seed=9)))
+    out = tmp_path / "student"
+    assert main(["distill", "--teacher", str(teacher), "--train", str(tmp_path / "train.tsv"), "--dev",
+                 str(tmp_path / "train.tsv"), "--out", str(out), "--unlabeled", str(tmp_path / "more.tsv"),
+                 *STUDENT, "--epochs", "1", "--batch-size", "16"]) == 0
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()
+              if '"kind": "train"' in line]
+    assert losses and all(loss == loss for loss in losses)  # unlabeled rows (NaN labels) never reach the loss
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and config["num_hidden_layers"] == 1
