@@ -226,7 +226,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
     def run_query(args: argparse.Namespace) -> None:
         print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model,
-                                                        device=args.device, precision=args.precision), args.json))
+                                                        device=args.device, precision=args.precision, backend=args.backend), args.json))
 
     p.set_defaults(func=run_query)
 
@@ -307,6 +307,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", help="search index folder (built with the same model) for /v1/search")
     _add_quantize_flag(p)
     _add_device_flags(p)
+    _add_backend_flag(p)
 
     def run(args: argparse.Namespace) -> None:
         from albertkit.serve import serve  # needs fastapi and uvicorn (the serve extra)

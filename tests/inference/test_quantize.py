@@ -108,3 +108,19 @@ def test_missing_onnx_models_are_one_line_errors(classifier_folder, tmp_path, ca
     assert main(["evaluate", "--model", str(target), "--data", str(dev), *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_served_onnx_export_classifies_as_torch(classifier_folder, tmp_path):
+    from albertkit.serve.model_functions import TaskModel
+
+    folder, _ = classifier_folder
+    export = tmp_path / "onnx"
+    assert main(["export", "--model", str(folder), "--out", str(export), "--quantize", "int8"]) == 0
+    texts = ["the film is wonderful .", "the plot was dull at times from start to finish ."]
+    served, reference = TaskModel(export, backend="onnx"), TaskModel(folder)
+    assert served.tasks == ["classify"] and served.describe()["architecture"] == "AlbertForSequenceClassification"
+    for got, want in zip(served.classify(texts), reference.classify(texts), strict=True):
+        assert got["label"] == want["label"] and got["score"] == pytest.approx(want["score"], abs=1e-4)
+    assert TaskModel(export, backend="onnx", quantize="int8").classify(texts)[0]["label"] in ("negative", "positive")
+    with pytest.raises(UserError, match="embeddings need --backend torch"):
+        served.encoder.encode(texts)

@@ -14,6 +14,7 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches, token_budget_batches
 from albertkit.errors import UserError
+from albertkit.inference.onnx_backend import BACKENDS, OnnxRuntimeModel
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic
 from albertkit.io.text import iter_text_lines
@@ -55,10 +56,15 @@ class Encoder:
     """
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "auto", max_length: int = 512,
-                 precision: str = "auto", max_tokens: int | None = None, quantize: str | None = None):
+                 precision: str = "auto", max_tokens: int | None = None, quantize: str | None = None,
+                 backend: str = "torch"):
         keep_freed_memory()
-        target = resolve_device(device, cpu_only=quantize is not None)
-        model = quantize_model(load_any_model(model_dir).to(target).eval(), quantize)
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        target = resolve_device(device, cpu_only=quantize is not None or backend == "onnx")
+        # The ONNX backend runs the exported head alone: its outputs, no encoder layers to pool (embed needs torch).
+        model = (OnnxRuntimeModel(model_dir, quantize) if backend == "onnx"
+                 else quantize_model(load_any_model(model_dir).to(target).eval(), quantize))
         self._attach(model, load_tokenizer(model_dir),
                      max_length, Path(model_dir), precision, max_tokens)
 
@@ -76,9 +82,9 @@ class Encoder:
         self.model_dir = model_dir
         self.tokenizer = tokenizer
         self.model = model
-        self.albert: AlbertModel = model if isinstance(model, AlbertModel) else model.albert
+        self.albert: AlbertModel | None = model if isinstance(model, AlbertModel) else getattr(model, "albert", None)
         self.max_length = min(max_length, model.config.max_position_embeddings)
-        self.device = next(model.parameters()).device
+        self.device = model.device if hasattr(model, "device") else next(model.parameters()).device
         self.amp_dtype = autocast_dtype(precision, self.device, inference=True)
         if max_tokens is not None and max_tokens < 0:
             raise UserError(f"max tokens must be at least 0 (0: batches of batch_size texts), got {max_tokens}")
@@ -93,6 +99,9 @@ class Encoder:
         """A UserError unless `pooling` is one of `POOLINGS` that this model has the layers for."""
         if pooling not in POOLINGS:
             raise UserError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if self.albert is None:
+            raise UserError("the ONNX backend runs the exported head only: embeddings need --backend torch",
+                            self.model_dir)
         if pooling == "pooler" and self.albert.pooler is None:
             raise UserError(f"{type(self.model).__name__} has no pooler layer; use pooling 'mean' or 'cls'",
                             self.model_dir)

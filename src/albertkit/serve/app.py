@@ -119,6 +119,7 @@ def create_app(
     quantize: str | None = None,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "torch",
 ) -> FastAPI:
     """The app serving `model_dir`: POST /v1/{classify,embed,fill-mask,ner,qa,search}, GET /healthz, /v1/model, /.
 
@@ -126,7 +127,8 @@ def create_app(
     most `max_wait_ms` for company). A request may hold `max_texts` texts of `max_chars` characters each.
     With `api_key`, /v1/ endpoints want `Authorization: Bearer <api_key>`. `index_dir` (built with the same
     model) enables /v1/search. `quantize="int8"` serves the int8 model (CPU). The model runs on `device` (auto: a
-    CUDA GPU when there is one) in `precision` (auto: bf16 autocast on CUDA, fp32 elsewhere).
+    CUDA GPU when there is one) in `precision` (auto: bf16 autocast on CUDA, fp32 elsewhere). `backend="onnx"`:
+    the folder is an `albertkit export` and its head runs on onnxruntime (classify, ner, qa; no embed or fill-mask).
     """
     for name, value in (("max_batch", max_batch), ("max_chars", max_chars), ("max_texts", max_texts)):
         if value < 1:
@@ -136,7 +138,7 @@ def create_app(
         index = SearchIndex(index_dir)
         index.check_model(model_dir)
     task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean", quantize=quantize,
-                           device=device, precision=precision)
+                           device=device, precision=precision, backend=backend)
     batchers = {task: MicroBatcher(fn, None, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
 
     @asynccontextmanager
@@ -274,13 +276,14 @@ def serve(
     quantize: str | None = None,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "torch",
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
     app = create_app(model_dir, api_key=api_key, max_batch=max_batch, max_chars=max_chars,
                      max_texts=max_texts, index_dir=index_dir, quantize=quantize, device=device,
-                     precision=precision)
+                     precision=precision, backend=backend)
     if not _is_loopback(host) and api_key is None:
         logger.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
     uvicorn.run(app, host=host, port=port, log_level="info")

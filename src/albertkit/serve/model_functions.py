@@ -12,13 +12,6 @@ import torch
 from albertkit.inference.embed import Encoder, pad_batch
 from albertkit.inference.predict import run_features
 from albertkit.modeling.folder import read_model_info
-from albertkit.modeling.model import (
-    AlbertForMaskedLM,
-    AlbertForPreTraining,
-    AlbertForQuestionAnswering,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-)
 from albertkit.runtime.device import autocast
 from albertkit.tasks.metrics import entity_spans
 from albertkit.tasks.ner import most_central, word_windows
@@ -39,20 +32,22 @@ class TaskModel:
     """
 
     def __init__(self, model_dir: str | Path, pooling: str = "mean", quantize: str | None = None,
-                 device: str = "auto", precision: str = "auto"):
-        self.encoder = Encoder(model_dir, device=device, precision=precision, quantize=quantize)
+                 device: str = "auto", precision: str = "auto", backend: str = "torch"):
+        self.encoder = Encoder(model_dir, device=device, precision=precision, quantize=quantize, backend=backend)
         self.model = self.encoder.model
         self.tokenizer = self.encoder.tokenizer
         self.info = read_model_info(model_dir)
         self.pooling = pooling
-        functions: dict[str, Callable[[list[Any]], list[Any]]] = {"embed": self.embed}
-        if isinstance(self.model, AlbertForSequenceClassification):
+        # An ONNX export runs its head's outputs only: no embeddings or fill-mask, which read the encoder's layers.
+        encoder_layers = self.encoder.albert is not None
+        functions: dict[str, Callable[[list[Any]], list[Any]]] = {"embed": self.embed} if encoder_layers else {}
+        if self.architecture == "AlbertForSequenceClassification":
             functions["classify"] = self.classify
-        if isinstance(self.model, AlbertForMaskedLM | AlbertForPreTraining):
+        if self.architecture in ("AlbertForMaskedLM", "AlbertForPreTraining") and encoder_layers:
             functions["fill-mask"] = self.fill_mask
-        if isinstance(self.model, AlbertForTokenClassification):
+        if self.architecture == "AlbertForTokenClassification":
             functions["ner"] = self.ner
-        if isinstance(self.model, AlbertForQuestionAnswering):
+        if self.architecture == "AlbertForQuestionAnswering":
             functions["qa"] = self.answer
         self.functions = {name: self._in_precision(fn) for name, fn in functions.items()}
 
@@ -64,6 +59,13 @@ class TaskModel:
                 return function(items)
 
         return run
+
+    @property
+    def architecture(self) -> str:
+        """The head's class name (an ONNX export's from its config.json)."""
+        if isinstance(self.model, torch.nn.Module):
+            return type(self.model).__name__
+        return (self.model.config.architectures or ["AlbertModel"])[0]
 
     @property
     def tasks(self) -> list[str]:
@@ -79,7 +81,7 @@ class TaskModel:
     def describe(self) -> dict[str, Any]:
         config = self.model.config
         return {
-            "architecture": type(self.model).__name__, "tasks": self.tasks,
+            "architecture": self.architecture, "tasks": self.tasks,
             "labels": self.labels if {"classify", "ner"} & set(self.functions) else None,
             "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
             "vocab_size": config.vocab_size, "max_length": self.encoder.max_length, "pooling": self.pooling,
