@@ -9,7 +9,8 @@
    student (same initialisation) trained on the labels alone (`--soft-weight 0`), each for --student-minutes.
 3. Pruning: half the heads and half the FFN neurons of the teacher removed by importance on the dev subset,
    then a recovery fine-tune of a quarter of the teacher's fine-tuning time.
-4. int8: the teacher with PyTorch dynamic quantization.
+4. int8: the teacher with PyTorch dynamic quantization (`--quantize int8`), and its ONNX export, fp32 and int8, on
+   onnxruntime (`--backend onnx`).
 
 Accuracy is measured on `test.tsv` (872 sentences, GLUE dev; never seen in training or selection); models are
 selected on the first --dev-rows rows of `dev.tsv`. Speed: tokens/s of albertkit's prediction path
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches
+from albertkit.inference.export import export_model
 from albertkit.inference.predict import evaluate_model, load_finetuned, run_features
 from albertkit.tasks.spec import featurize, read_examples
 from albertkit.train.distill import run_distillation
@@ -46,9 +48,9 @@ def dev_subset(rows: int, out: Path) -> Path:
     return path
 
 
-def tokens_per_second(model_dir: Path, quantize: str | None, repeats: int) -> dict:
-    """Best-of-`repeats` tokens/s of albertkit's prediction path over test.tsv, and the same for transformers."""
-    model, tokenizer, spec = load_finetuned(model_dir, quantize)
+def tokens_per_second(model_dir: Path, quantize: str | None, repeats: int, backend: str = "torch") -> dict:
+    """Best-of-`repeats` tokens/s of albertkit's prediction path over test.tsv."""
+    model, tokenizer, spec = load_finetuned(model_dir, quantize, backend=backend)
     features = featurize(spec, tokenizer, read_examples(spec, SST2 / "test.tsv"))
     tokens = sum(len(f["input_ids"]) for f in features)
     best = float("inf")
@@ -78,10 +80,11 @@ def transformers_tokens_per_second(model_dir: Path, repeats: int) -> float:
     return int(lengths.sum()) / best
 
 
-def measure(name: str, model_dir: Path, repeats: int, quantize: str | None = None) -> dict:
-    metrics = evaluate_model(model_dir, SST2 / "test.tsv", quantize=quantize)
+def measure(name: str, model_dir: Path, repeats: int, quantize: str | None = None, backend: str = "torch") -> dict:
+    metrics = evaluate_model(model_dir, SST2 / "test.tsv", quantize=quantize, backend=backend)
     config = json.loads((model_dir / "config.json").read_text())
-    row = {"model": name, "accuracy": metrics["accuracy"], **tokens_per_second(model_dir, quantize, repeats),
+    row = {"model": name, "accuracy": metrics["accuracy"],
+           **tokens_per_second(model_dir, quantize, repeats, backend),
            "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
            "heads": config["num_attention_heads"] - max(map(len, (config.get("pruned_heads") or {"": []}).values())),
            "ffn": config["intermediate_size"]}
@@ -122,8 +125,13 @@ def main() -> None:
                            **{k: v for k, v in common.items() if k != "batch_size"})
     pruning = json.loads((args.out / "pruned" / "albertkit.json").read_text())["pruning"]
     times["training_minutes"] = (time.perf_counter() - started) / 60
+    if not (args.out / "teacher-onnx" / "model_quantized.onnx").is_file():
+        export_model(teacher, args.out / "teacher-onnx", quantize="int8")
     rows = [measure("teacher (tiny, fine-tuned)", teacher, args.repeats),
-            measure("teacher, int8", teacher, args.repeats, quantize="int8"),
+            measure("teacher, int8 (PyTorch dynamic)", teacher, args.repeats, quantize="int8"),
+            measure("teacher, ONNX fp32 (--backend onnx)", args.out / "teacher-onnx", args.repeats, backend="onnx"),
+            measure("teacher, ONNX int8 (--backend onnx)", args.out / "teacher-onnx", args.repeats, quantize="int8",
+                    backend="onnx"),
             measure("student 2L h128, distilled", args.out / "student-distilled" / "best", args.repeats),
             measure("student 2L h128, labels only", args.out / "student-labels-only" / "best", args.repeats),
             measure("teacher pruned (1/2 heads, 1/2 FFN) + recovery", args.out / "pruned", args.repeats),
