@@ -83,3 +83,23 @@ def test_bad_prune_targets_are_one_line_errors(classifier, sentiment_files, tmp_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "x").exists()
+
+
+def test_ner_model_prunes(model_folders, tmp_path):
+    import shutil
+
+    from builders import NER_LABELS
+
+    from albertkit.modeling.folder import write_model_info
+    from albertkit.tasks.spec import TaskSpec
+
+    folder = tmp_path / "ner"
+    shutil.copytree(model_folders["ner"], folder)
+    write_model_info(folder, {"task": "ner", "task_spec": TaskSpec("ner", labels=list(NER_LABELS.values())).to_dict()})
+    (tmp_path / "dev.tsv").write_text("the film is wonderful\tB-PER I-PER O O\nour hero was dull\tO B-LOC O O\n" * 8)
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(folder), "--dev", str(tmp_path / "dev.tsv"), "--out", str(out),
+                 "--heads", "0.5", "--ffn", "0.25"]) == 0
+    info = json.loads((out / "albertkit.json").read_text())
+    assert info["task"] == "ner" and info["pruning"]["intermediate_size"] == 96
+    assert evaluate_model(out, tmp_path / "dev.tsv")["examples"] == 16
