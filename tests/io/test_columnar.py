@@ -59,7 +59,8 @@ def test_errors_name_the_file_the_row_and_the_choices(tmp_path):
     only_dev = tmp_path / "dev_only"
     only_dev.mkdir()
     (only_dev / "dataset_dict.json").write_text(json.dumps({"splits": ["validation"]}))
-    with pytest.raises(UserError, match=r"a DatasetDict: choose a split with --split; it has validation"):
+    with pytest.raises(UserError, match=r"a DatasetDict: choose a split with --split or give a split's folder "
+                       r"\(.*dev_only/validation\); it has validation"):
         list(iter_rows(only_dev))
     pa.parquet.write_table(pa.table({"text": ["a", None, "c"]}), tmp_path / "null.parquet")
     with pytest.raises(UserError, match=r"null.parquet:2: column 'text' holds null, not text"):

@@ -51,7 +51,9 @@ def split_folder(path: str | Path, split: str | None = None, default: tuple[str,
     splits = json.loads(index.read_text(encoding="utf-8")).get("splits", [])
     wanted = [split] if split is not None else [name for name in default if name in splits]
     if not wanted or wanted[0] not in splits:
-        asked = f"no split {split!r}" if split is not None else "a DatasetDict: choose a split with --split"
+        asked = (f"no split {split!r}" if split is not None else
+                 f"a DatasetDict: choose a split with --split or give a split's folder ({path / splits[0]})"
+                 if splits else "a DatasetDict without splits")
         raise UserError(f"{asked}; it has {', '.join(splits)}", path)
     return path / wanted[0]
 
