@@ -106,6 +106,9 @@ class Recorder(TrainCallback):
     def __init__(self):
         self.calls = []
 
+    def on_model(self, model):
+        self.calls.append(("model", 0, type(model).__name__))
+
     def on_log(self, step, record):
         self.calls.append(("log", step, round(record["lr"], 6)))
 
@@ -118,7 +121,9 @@ class Recorder(TrainCallback):
 
 def test_callbacks_see_each_log_evaluation_and_save(tmp_path):
     recorder = Recorder()
-    result = train(new_model(), ToyTask(), TrainSettings(**CONFIG), tmp_path, callbacks=[recorder])
+    model = new_model()
+    result = train(model, ToyTask(), TrainSettings(**CONFIG), tmp_path, callbacks=[recorder])
+    assert ("model", 0, type(model).__name__) in recorder.calls
     logged = [(step, lr) for kind, step, lr in recorder.calls if kind == "log"]
     records = [r for r in read_log(tmp_path) if r["kind"] == "train"]
     assert logged == [(r["step"], round(r["lr"], 6)) for r in records] and [s for s, _ in logged] == [2, 4, 6, 8, 10, 12]

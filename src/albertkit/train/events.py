@@ -16,6 +16,9 @@ from albertkit.runtime.console import progress_bar, say
 class TrainCallback:
     """Hooks into a training run, called on the main process; override the ones you need."""
 
+    def on_model(self, model: Any) -> None:
+        """Before the first step, with the model being trained (to save snapshots of it, say)."""
+
     def on_log(self, step: int, record: dict[str, Any]) -> None:
         """After each training log record (loss, lr, tokens_per_second, grad_norm, epoch)."""
 
@@ -66,6 +69,10 @@ class RunEvents:
         if error is not None:
             self._end(self.step, {"stopped_because": "error", "error": repr(error)})
         self.close()
+
+    def began(self, model: Any) -> None:
+        for callback in self.callbacks:
+            callback.on_model(model)
 
     def write(self, kind: str, step: int, **values: Any) -> None:
         if self.is_main:

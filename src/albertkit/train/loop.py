@@ -112,6 +112,7 @@ def train(
                        total_steps=shape.total_steps, steps_per_epoch=shape.steps_per_epoch, **(run_info or {}))
         budget = TimeBudget(settings.time_budget_minutes, state.elapsed_seconds, state.budget_planned, clock)
         meter = Meter(clock)
+        events.began(model)
         started, last_save, metrics, stopped_because = clock(), clock(), {}, None
         model.train()
         while stopped_because is None and state.step < engine.schedule.total_steps:

@@ -15,7 +15,7 @@ from albertkit.data.pretraining import PretrainingData
 from albertkit.errors import UserError
 from albertkit.inference.pretrain_eval import evaluation_batches, evaluation_data, score_pretraining
 from albertkit.modeling.config import PRESETS, AlbertConfig
-from albertkit.modeling.corpus_init import unigram_log_probs
+from albertkit.modeling.corpus_init import unigram_log_probs, warm_start
 from albertkit.modeling.folder import check_tokenizer_matches, write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForPreTraining
 from albertkit.report.render import write_report
@@ -48,6 +48,11 @@ class PretrainSettings(TrainSettings):
     max_ngram: int = setting(3, "longest n-gram masked as one span", minimum=1)
     short_seq_prob: float = setting(0.1, "share of examples given a shorter random length", minimum=0)
     eval_batches: int = setting(20, "held-out batches per evaluation", minimum=1)
+    sop_weight: float = setting(1.0, "weight of the sentence-order loss beside the MLM loss", minimum=0)
+    unigram_bias: bool = setting(False, "a new model's MLM output bias starts at the corpus's log unigram "
+                                 "probabilities")
+    embedding_init: str = setting("random", "a new model's word embeddings: random, or ppmi (an SVD of the "
+                                  "corpus's co-occurrence PMI)", choices=("random", "ppmi"))
     model: dict[str, Any] = setting({}, "AlbertConfig fields of a new model that differ from the preset",
                                     keys=[f.name for f in dataclasses.fields(AlbertConfig) if f.name != "extra"])
 
@@ -86,7 +91,10 @@ class PretrainingTask:
         return int((batch["labels"] != IGNORE_INDEX).sum())
 
     def loss(self, model, batch, num_items):
-        return model(**batch, num_items_in_batch=num_items)
+        output = model(**batch, num_items_in_batch=num_items)
+        if self.options.sop_weight != 1.0:
+            output.loss = output.mlm_loss + self.options.sop_weight * output.sop_loss
+        return output
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Held-out MLM (every scored token shown as [MASK]) beside the unigram baselines of the training split,
@@ -162,6 +170,9 @@ def run_pretraining(
             f" {model.config.max_position_embeddings}"
         )
     task = PretrainingTask(data, options, tokenizer, options.seed)
+    if model_dir is None:  # (a resumed run then loads its checkpoint over it)
+        warm_start(model, task.train_data.shards.token_ids, unigram_bias=options.unigram_bias,
+                   embeddings=options.embedding_init, seed=options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_settings(out_dir, options, "pretrain run", {"data": " ".join(map(str, data_dirs)), "model": model_dir, "tokenizer": tokenizer_dir},
                   resume)
