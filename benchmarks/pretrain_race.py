@@ -11,7 +11,7 @@ Both sides get the same model shape (the `tiny` preset: E128 H256 L4 A4), the sa
   linear warmup (5%) and decay. The schedule ends with the budget: its length is planned from the pace of the
   first 10 steps (the Trainer itself would need the step count in advance).
 - albertkit: `pretrain run --config configs/pretrain/tiny.yaml --time-budget MINUTES` (MLM + SOP), the time of
-  its corpus warm start counted.
+  its corpus warm start counted (from the call to the first step).
 
 Snapshots of each model are saved at the same training times (`--marks`) and all are scored by the same
 held-out evaluator, `albertkit pretrain evaluate`, on the first `--eval-documents` documents of wiki.test.tokens:
@@ -89,8 +89,9 @@ def train_transformers(args: argparse.Namespace, out: Path) -> dict[float, Path]
                 plan["warmup"] = max(10, int(0.05 * plan["total"]))
                 print(f"transformers: {spent / step:.2f} s/step, schedule planned for {plan['total']} steps")
             while marks and spent >= marks[0] * 60:
-                saved[marks[0]] = save_hf_snapshot(model, tokenizer, out / "transformers" / f"t{marks.pop(0):g}")
-                print(f"transformers: step {step}, {spent / 60:.2f} min, loss {float(loss):.3f}")
+                mark = marks.pop(0)
+                saved[mark] = save_hf_snapshot(model, tokenizer, out / "transformers" / f"t{mark:g}")
+                print(f"transformers: step {step}, {spent / 60:.2f} min, loss {loss.item():.3f}")
     return saved
 
 
@@ -122,12 +123,12 @@ def train_albertkit(args: argparse.Namespace, out: Path) -> tuple[dict[float, Pa
             minutes = (time.perf_counter() - started) / 60
             setup or setup.append(minutes)
             while marks and minutes >= marks[0]:
-                directory = out / "albertkit" / f"t{marks.pop(0):g}"
-                write_model_folder(self.model, directory, tokenizer, {"task": "pretraining"})
-                saved[float(directory.name[1:])] = directory
+                mark = marks.pop(0)
+                saved[mark] = out / "albertkit" / f"t{mark:g}"
+                write_model_folder(self.model, saved[mark], tokenizer, {"task": "pretraining"})
                 print(f"albertkit: step {step}, {minutes:.2f} min, loss {record['loss']:.3f}")
 
-    run_pretraining(out / "data", out / "albertkit-run", config_path=ROOT / "configs" / "pretrain" / "tiny.yaml",
+    run_pretraining(out / "data", out / "albertkit-run", config_path=args.config,
                     time_budget_minutes=args.minutes, seed=args.seed, callbacks=[Snapshots()], log_every=5)
     if marks:  # the budget ended just before the last mark: the final model stands for it
         saved[marks[-1]] = out / "albertkit-run" / "final"
@@ -141,6 +142,8 @@ def main() -> None:
                         help="minutes at which both models are saved and scored (default: 1 2 3.33 5 7.5 and the end)")
     parser.add_argument("--eval-documents", type=int, default=15, help="held-out wiki.test.tokens documents scored")
     parser.add_argument("--sides", nargs="+", choices=["transformers", "albertkit"], default=["transformers", "albertkit"])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "pretrain" / "tiny.yaml"),
+                        help="albertkit's settings (default: the tiny config, the defaults of pretrain run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "race"))
     args = parser.parse_args()

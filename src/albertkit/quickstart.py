@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
+from albertkit.inference.embed import Encoder, read_text_rows
 from albertkit.inference.predict import evaluate_model
-from albertkit.inference.search import build_index, query_index
+from albertkit.inference.search import build_index
 from albertkit.samples import sample_path
 from albertkit.serve.model_functions import TaskModel
 from albertkit.tokenization.training import train_tokenizer
 from albertkit.train.finetune import run_finetuning
 from albertkit.train.pretrain import run_pretraining
 
+# Sentences whose answers the bundled sample teaches (its phrases: "more than a hundred years", "the kitchen
+# floor", "on the grass in the park").
 FILL_MASK_EXAMPLES = {
-    "en": ["The train leaves the [MASK] at noon.", "She planted tomatoes in the [MASK].", "We cooked [MASK] for dinner."],
+    "en": ["The church is more than a [MASK] years old.", "The cat slept on the kitchen [MASK].",
+           "We sat on the [MASK] in the park."],
     "zh": ["今天的[MASK]气很好。", "我们坐火[MASK]去北京。", "他在厨房里做[MASK]。"],
 }
 NEIGHBOUR_QUERIES = {
@@ -90,8 +96,7 @@ def run_quickstart(
     _say(6, "fill-mask with the pretrained model")
     examples = FILL_MASK_EXAMPLES.get(lang, FILL_MASK_EXAMPLES["en"]) if data_dir is None else []
     summary["fill_mask"] = fill_masks(out / "pretrain" / "final", examples)
-    # The pooled [CLS] vector is what the classifier reads, so its neighbours share the query's sentiment.
-    _say(7, "nearest neighbours among the dev sentences (the fine-tuned model's pooled [CLS] vectors)")
+    _say(7, "nearest neighbours among the dev sentences (the fine-tuned model's mean-pooled vectors, centred)")
     summary["neighbours"] = nearest_neighbours(out, data.dev, "sentence" if data_dir is None else 0,
                                                NEIGHBOUR_QUERIES.get(lang, NEIGHBOUR_QUERIES["en"]))
     summary["minutes"] = round((time.perf_counter() - started) / 60, 2)
@@ -107,12 +112,11 @@ def train_sample_tokenizer(data: QuickstartData, out: Path, vocab_size: int) -> 
 
 
 def pretrain_sample(out: Path, minutes: float, seed: int) -> dict[str, Any]:
-    """A tiny ALBERT pretrained for `minutes`: the learning-rate schedule is planned to end with the budget."""
-    result = run_pretraining(
-        out / "data", out / "pretrain", preset="tiny", max_steps=600, time_budget_minutes=minutes,
-        batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=100, log_every=10, save_every_minutes=None,
-        seed=seed,
-    )
+    """A tiny ALBERT pretrained for `minutes` with `pretrain run`'s defaults (the recipe of configs/pretrain/tiny.yaml);
+    the learning-rate schedule is planned to end with the budget."""
+    result = run_pretraining(out / "data", out / "pretrain", preset="tiny", max_steps=100_000,
+                             time_budget_minutes=minutes, eval_every=100, log_every=10, save_every_minutes=None,
+                             seed=seed)
     return {"steps": result.steps, "metrics": result.final_metrics, "folder": str(out / "pretrain" / "final"),
             "report": str(out / "pretrain" / "report.html")}
 
@@ -135,13 +139,31 @@ def fill_masks(model_dir: Path, examples: list[str]) -> list[dict[str, Any]]:
     return found
 
 
-def nearest_neighbours(out: Path, dev: Path, text_column: str | int, queries: list[str]) -> list[dict[str, Any]]:
-    """The dev sentences nearest to each query under the fine-tuned model, printed and returned."""
-    build_index(out / "finetune" / "best", dev, out / "index", text_column=text_column, pooling="pooler")
+def nearest_neighbours(out: Path, dev: Path, text_column: str | int, queries: list[str],
+                       k: int = 3) -> list[dict[str, Any]]:
+    """The dev sentences nearest to each query under the fine-tuned model, printed and returned.
+
+    Mean-pooled vectors centred on the dev sentences' mean: a small model's raw vectors all point one way
+    (cosines of 0.99 between unrelated sentences), and what sets sentences apart is what is left after the
+    common direction is taken away. An index of the same sentences is built too (`albertkit search query`)."""
+    model_dir = out / "finetune" / "best"
+    build_index(model_dir, dev, out / "index", text_column=text_column, pooling="mean")
+    texts = [text for _, text, _ in read_text_rows(dev, text_column)]
+    encoder = Encoder(model_dir)
+    vectors = encoder.encode(texts, pooling="mean", normalize=False)
+    centre = vectors.mean(axis=0)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        rows = rows - centre
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    scores = unit(encoder.encode(queries, pooling="mean", normalize=False)) @ unit(vectors).T
     found = []
-    for query, hits in zip(queries, query_index(out / "index", queries, k=3), strict=True):
-        found.append({"query": query, "hits": [{"text": h.text, "score": h.score} for h in hits]})
+    for query, row in zip(queries, scores, strict=True):
+        top = np.argsort(-row)[:k]
+        found.append({"query": query, "hits": [{"text": texts[i], "score": float(row[i])} for i in top],
+                      "lowest_score": float(row.min())})
         print(f"  {query}")
-        for hit in hits:
-            print(f"      {hit.score:.3f}  {hit.text}")
+        for i in top:
+            print(f"      {row[i]:.3f}  {texts[i]}")
     return found

@@ -17,6 +17,9 @@ def test_quickstart_runs_the_whole_chain(tmp_path, capsys):
     assert summary["evaluate"]["examples"] == 100 and 0 <= summary["evaluate"]["accuracy"] <= 1
     assert [len(f["candidates"]) for f in summary["fill_mask"]] == [3, 3, 3]
     assert all(len(n["hits"]) == 3 for n in summary["neighbours"])
+    # Centred mean-pooled vectors spread: the nearest sentence is far closer than the farthest.
+    for found in summary["neighbours"]:
+        assert found["hits"][0]["score"] - found["lowest_score"] > 0.5
     for folder in ("tokenizer", "data", "pretrain/final", "finetune/best", "index"):
         assert (out / folder).is_dir(), folder
     assert (out / "pretrain" / "report.html").is_file() and (out / "finetune" / "report.html").is_file()

@@ -66,7 +66,7 @@ def test_pretraining_writes_a_folder_transformers_loads(prepared_corpus, tmp_pat
     # config.yaml holds every setting of the run (defaults, file and flags) and serves as --config again.
     saved = load_settings(PretrainSettings, out / "config.yaml")
     assert (saved.preset, saved.batch_size, saved.learning_rate, saved.seed, saved.max_steps) == ("tiny", 8, 1e-3, 3, 6)
-    assert saved.model["hidden_size"] == 64 and saved.optimizer == "lamb"
+    assert saved.model["hidden_size"] == 64 and saved.optimizer == "adamw"
     assert (out / "report.html").is_file()
 
 
@@ -147,3 +147,16 @@ def test_pretraining_reads_slices_prepared_apart(prepared_corpus, tmp_path, monk
     start = next(r for r in read_log(out) if r["kind"] == "start")
     assert start["data"] == " ".join(map(str, slices))
     assert len([r for r in read_log(out) if r["kind"] == "train"]) == 2
+
+
+def test_corpus_warm_start_lowers_the_first_loss(prepared_corpus, tmp_path):
+    first_losses = {}
+    for name, extra in {"random": [], "warm": ["--unigram-bias", "--embedding-init", "ppmi", "--sop-weight", "0.5"]}.items():
+        out = tmp_path / name
+        assert main(run_flags(prepared_corpus, out, "--max-steps", "1", "--config", small_model_config(tmp_path),
+                              *extra)) == 0
+        first_losses[name] = next(r["loss"] for r in read_log(out) if r["kind"] == "train")
+    saved = load_settings(PretrainSettings, tmp_path / "warm" / "config.yaml")
+    assert (saved.unigram_bias, saved.embedding_init, saved.sop_weight) == (True, "ppmi", 0.5)
+    # The MLM loss starts near the unigram entropy instead of log(vocabulary); SOP's is halved.
+    assert first_losses["warm"] < first_losses["random"] - 0.5

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+CHUNK_TOKENS = 1 << 24
+# PPMI-SVD reads the corpus's first tokens only: a few million settle the vectors of the frequent pieces.
+PPMI_MAX_TOKENS = 5_000_000
+
 
 def unigram_log_probs(token_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """Log-probabilities (float32, length `vocab_size`) of each id in `token_ids`, add-one smoothed, so that an id
@@ -18,8 +22,9 @@ def ppmi_svd_embeddings(token_ids: np.ndarray, vocab_size: int, dim: int, window
                         alpha: float = 0.75, seed: int = 0) -> np.ndarray:
     """Word vectors from corpus statistics (Levy & Goldberg 2014): the positive pointwise mutual information of
     ids co-occurring within `window` tokens (context counts smoothed by the power `alpha`), factored by a rank-`dim`
-    randomized SVD into U·sqrt(S); (vocab_size, dim) float32, rows of ids never seen zero."""
-    ids = np.asarray(token_ids, dtype=np.int64)
+    randomized SVD into U·sqrt(S); (vocab_size, dim) float32, rows of ids never seen zero. Only the first
+    PPMI_MAX_TOKENS tokens are read."""
+    ids = np.asarray(token_ids[:PPMI_MAX_TOKENS], dtype=np.int64)
     pairs = [np.concatenate([ids[:-d], ids[d:]]) * vocab_size + np.concatenate([ids[d:], ids[:-d]])
              for d in range(1, window + 1) if len(ids) > d]
     keys, counts = np.unique(np.concatenate(pairs) if pairs else np.zeros(0, np.int64), return_counts=True)

@@ -29,29 +29,31 @@ from albertkit.train.settings import TrainSettings, load_settings, save_settings
 
 @dataclass
 class PretrainSettings(TrainSettings):
-    """`albertkit pretrain run`: the loop's settings with pretraining's defaults (LAMB, a larger batch and learning
-    rate: the paper's recipe, scaled), and how the model and its examples are built."""
+    """`albertkit pretrain run`: the loop's settings with pretraining's defaults, and how the model and its examples
+    are built. The defaults are the small-machine recipe of configs/pretrain/tiny.yaml (AdamW, small batches, 30%
+    single-word masking, a warm start from the corpus; benchmarks/RESULTS.md); configs/pretrain/base.yaml and
+    large.yaml hold the paper's (LAMB, batch 4096, 15% n-gram masking)."""
 
-    optimizer: str = "lamb"
+    optimizer: str = "adamw"
     learning_rate: float = 1e-3
-    batch_size: int = 64
-    warmup_ratio: float = 0.02
-    max_steps: int | None = 1000
+    batch_size: int = 16
+    warmup_ratio: float = 0.05
+    max_steps: int | None = 2000
     eval_every: int | None = 200
     save_every_minutes: float | None = 10.0
     preset: str | None = setting(None, "size of a new model (with --tokenizer); not with --model", choices=PRESETS)
     max_seq_length: int | None = setting(None, "tokens per example", minimum=8,
                                          unset="the length the data was prepared for")
-    masked_lm_prob: float = setting(0.15, "share of the tokens masked for MLM", minimum=0)
+    masked_lm_prob: float = setting(0.3, "share of the tokens masked for MLM", minimum=0)
     max_predictions_per_seq: int | None = setting(None, "masked tokens per sequence at most", minimum=1,
                                                   unset="from --masked-lm-prob and the length")
-    max_ngram: int = setting(3, "longest n-gram masked as one span", minimum=1)
+    max_ngram: int = setting(1, "longest n-gram masked as one span (in words)", minimum=1)
     short_seq_prob: float = setting(0.1, "share of examples given a shorter random length", minimum=0)
     eval_batches: int = setting(20, "held-out batches per evaluation", minimum=1)
     sop_weight: float = setting(1.0, "weight of the sentence-order loss beside the MLM loss", minimum=0)
-    unigram_bias: bool = setting(False, "a new model's MLM output bias starts at the corpus's log unigram "
+    unigram_bias: bool = setting(True, "a new model's MLM output bias starts at the corpus's log unigram "
                                  "probabilities")
-    embedding_init: str = setting("random", "a new model's word embeddings: random, or ppmi (an SVD of the "
+    embedding_init: str = setting("ppmi", "a new model's word embeddings: random, or ppmi (an SVD of the "
                                   "corpus's co-occurrence PMI)", choices=("random", "ppmi"))
     model: dict[str, Any] = setting({}, "AlbertConfig fields of a new model that differ from the preset",
                                     keys=[f.name for f in dataclasses.fields(AlbertConfig) if f.name != "extra"])
