@@ -8,8 +8,9 @@ Both sides get the same model shape (the `tiny` preset: E128 H256 L4 A4), the sa
 - transformers: `AlbertForMaskedLM` as `examples/pytorch/language-modeling/run_mlm.py` trains it: every line
   tokenized with [CLS]/[SEP], concatenated and cut into 128-token blocks, `DataCollatorForLanguageModeling`
   (15%, 80/10/10), AdamW lr 1e-3 (weight decay 0, Trainer's defaults otherwise), batch 32, gradient clipping 1.0,
-  linear warmup (5%) and decay. The schedule ends with the budget: its length is planned from the pace of the
-  first 10 steps (the Trainer itself would need the step count in advance).
+  linear warmup (5%) and decay. The schedule ends with the budget: planned from the pace of the first 10 steps
+  and re-planned every 50 steps from the pace so far, as albertkit's budget plan is (the Trainer itself would
+  need the step count in advance).
 - albertkit: `pretrain run --config configs/pretrain/tiny.yaml --time-budget MINUTES` (MLM + SOP), the time of
   its corpus warm start counted (from the call to the first step).
 
@@ -59,12 +60,14 @@ def train_transformers(args: argparse.Namespace, out: Path) -> dict[float, Path]
     model = transformers.AlbertForMaskedLM(config)
     collator = transformers.DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.15)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0, eps=1e-8)
-    plan = {"total": 10**9, "warmup": 10}
+    plan = {"total": 10**9, "warmup": 10, "anchor": 10, "anchor_factor": 1.0}
 
     def lr_factor(step: int) -> float:
         if step < plan["warmup"]:
             return (step + 1) / plan["warmup"]
-        return max(0.0, (plan["total"] - step) / max(1, plan["total"] - plan["warmup"]))
+        # linear decay from the last re-plan's (step, factor) to zero at the planned end
+        left = (plan["total"] - step) / max(1, plan["total"] - plan["anchor"])
+        return max(0.0, plan["anchor_factor"] * left)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     marks, saved, step, spent = sorted(args.marks), {}, 0, 0.0
@@ -84,9 +87,11 @@ def train_transformers(args: argparse.Namespace, out: Path) -> dict[float, Path]
             optimizer.zero_grad(set_to_none=True)
             step += 1
             spent += time.perf_counter() - started
-            if step == 10:  # plan the schedule to end with the budget at the measured pace
+            if step == 10 or (step > plan["warmup"] and step % 50 == 0):  # re-plan to the budget, as albertkit
+                plan["anchor_factor"], plan["anchor"] = (lr_factor(step), step) if step > 10 else (1.0, plan["warmup"])
                 plan["total"] = step + int((args.minutes * 60 - spent) / (spent / step))
-                plan["warmup"] = max(10, int(0.05 * plan["total"]))
+                if step == 10:
+                    plan["warmup"] = plan["anchor"] = max(10, int(0.05 * plan["total"]))
                 print(f"transformers: {spent / step:.2f} s/step, schedule planned for {plan['total']} steps")
             while marks and spent >= marks[0] * 60:
                 mark = marks.pop(0)
