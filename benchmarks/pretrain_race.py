@@ -121,7 +121,7 @@ def train_albertkit(args: argparse.Namespace, out: Path) -> tuple[dict[float, Pa
     setup: list[float] = []
 
     class Snapshots(TrainCallback):
-        def on_train_begin(self, model) -> None:
+        def on_model(self, model) -> None:
             self.model = model
 
         def on_log(self, step: int, record: dict) -> None:

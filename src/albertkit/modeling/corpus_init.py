@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -18,13 +21,26 @@ def unigram_log_probs(token_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     return (np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)).astype(np.float32)
 
 
+def _chunks(token_ids: Any, limit: int | None = None) -> Iterator[np.ndarray]:
+    """The ids of a corpus (an array, or shards read as one with `.parts`) as int64 chunks, a memory-mapped corpus
+    of any size a chunk at a time; the first `limit` ids only when given."""
+    left = len(token_ids) if limit is None else min(limit, len(token_ids))
+    for part in getattr(token_ids, "parts", [token_ids]):
+        for start in range(0, len(part), CHUNK_TOKENS):
+            if left <= 0:
+                return
+            chunk = np.asarray(part[start : start + min(CHUNK_TOKENS, left)], dtype=np.int64)
+            left -= len(chunk)
+            yield chunk
+
+
 def ppmi_svd_embeddings(token_ids: np.ndarray, vocab_size: int, dim: int, window: int = 2,
                         alpha: float = 0.75, seed: int = 0) -> np.ndarray:
     """Word vectors from corpus statistics (Levy & Goldberg 2014): the positive pointwise mutual information of
     ids co-occurring within `window` tokens (context counts smoothed by the power `alpha`), factored by a rank-`dim`
     randomized SVD into U·sqrt(S); (vocab_size, dim) float32, rows of ids never seen zero. Only the first
     PPMI_MAX_TOKENS tokens are read."""
-    ids = np.asarray(token_ids[:PPMI_MAX_TOKENS], dtype=np.int64)
+    ids = np.concatenate([np.zeros(0, np.int64), *_chunks(token_ids, PPMI_MAX_TOKENS)])
     pairs = [np.concatenate([ids[:-d], ids[d:]]) * vocab_size + np.concatenate([ids[d:], ids[:-d]])
              for d in range(1, window + 1) if len(ids) > d]
     keys, counts = np.unique(np.concatenate(pairs) if pairs else np.zeros(0, np.int64), return_counts=True)
