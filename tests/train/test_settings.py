@@ -67,7 +67,7 @@ def test_a_command_argument_named_like_a_yaml_section_is_no_setting():
 
 def test_each_command_has_its_own_defaults_and_help_shows_them():
     pretrain, finetune, contrastive = PretrainSettings(), FinetuneSettings(), ContrastiveSettings()
-    assert (pretrain.optimizer, pretrain.learning_rate, pretrain.batch_size, pretrain.max_steps) == ("lamb", 1e-3, 64, 1000)
+    assert (pretrain.optimizer, pretrain.learning_rate, pretrain.batch_size, pretrain.max_steps) == ("adamw", 1e-3, 16, 2000)
     assert (finetune.optimizer, finetune.learning_rate, finetune.epochs, finetune.max_steps) == ("adamw", 5e-5, 3.0, None)
     assert (contrastive.learning_rate, contrastive.batch_size, contrastive.warmup_ratio) == (3e-5, 64, 0.0)
     assert FinetuneSettings().skip_bad_rows is False and ContrastiveSettings().skip_bad_rows is False
@@ -83,7 +83,7 @@ def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
     path.write_text("learning_rate: 2e-3\nbatch_size: 16\nmodel:\n  num_hidden_layers: 2\n")
     settings = load_settings(PretrainSettings, path, {"batch_size": 8, "save_every_minutes": None})
     assert (settings.learning_rate, settings.batch_size, settings.save_every_minutes) == (2e-3, 8, None)
-    assert settings.model == {"num_hidden_layers": 2} and settings.optimizer == "lamb"
+    assert settings.model == {"num_hidden_layers": 2} and settings.optimizer == "adamw"
     with pytest.raises(TypeError, match="unknown setting.* learnig_rate"):
         load_settings(PretrainSettings, None, {"learnig_rate": 1.0})
 
