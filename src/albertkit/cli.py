@@ -21,6 +21,7 @@ from albertkit.inference.pretrain_eval import evaluate_pretraining, format_score
 from albertkit.inference.quantize import QUANTIZATIONS
 from albertkit.inference.search import SearchIndex, build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
+from albertkit.io.tables import BadRows
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import init_model_folder
 from albertkit.modeling.model import HEADS
@@ -57,6 +58,9 @@ def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:
 
 
 SPLIT_HELP = "the split to read from a DatasetDict folder (default: train)"
+def _add_skip_bad_rows(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip (and count) rows of the input file that cannot be read, instead of stopping at the first")
 
 
 def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +152,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalize", action="store_true", help="keep raw lengths instead of unit vectors")
     _add_quantize_flag(p)
     _add_device_flags(p, max_tokens=True)
+    _add_skip_bad_rows(p)
 
     def run(args: argparse.Namespace) -> None:
         if args.save_sentence_transformers:
@@ -159,11 +164,12 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
             return
         if not (args.input and args.output):
             raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
+        bad_rows = BadRows(args.skip_bad_rows)
         count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize,
                            device=args.device, precision=args.precision, max_tokens=args.max_tokens,
-                           quantize=args.quantize)
-        console.say(f"embedded {count:,} texts into {args.output}")
+                           quantize=args.quantize, bad_rows=bad_rows)
+        console.say(f"embedded {count:,} texts into {args.output}{bad_rows.summary()}")
 
     p.set_defaults(func=run)
     _add_embed_train(sub)
@@ -207,13 +213,16 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-recall", type=float, default=0.95,
                    help="hnsw/ivf: raise the search effort until recall@10 against exact search reaches this")
     _add_device_flags(p, max_tokens=True)
+    _add_skip_bad_rows(p)
 
     def run_build(args: argparse.Namespace) -> None:
+        bad_rows = BadRows(args.skip_bad_rows)
         count = build_index(args.model, args.input, args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column,
                             device=args.device, precision=args.precision, max_tokens=args.max_tokens,
-                            index_type=args.index_type, target_recall=args.target_recall)
-        console.say(f"indexed {count:,} texts into {args.index}; {describe_ann(SearchIndex(args.index).meta)}")
+                            index_type=args.index_type, target_recall=args.target_recall, bad_rows=bad_rows)
+        console.say(f"indexed {count:,} texts into {args.index}{bad_rows.summary()}; "
+                    f"{describe_ann(SearchIndex(args.index).meta)}")
 
     p.set_defaults(func=run_build)
     p = search.add_parser("query", help="the k indexed texts nearest to each query (cosine)")
@@ -413,11 +422,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_quantize_flag(p, " (the float32 figures and the change are reported beside)")
     _add_device_flags(p, max_tokens=True)
     _add_backend_flag(p)
+    _add_skip_bad_rows(p)
 
     def run(args: argparse.Namespace) -> None:
-        print(json.dumps(evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize,
-                                        device=args.device, precision=args.precision, max_tokens=args.max_tokens,
-                                        backend=args.backend), indent=2, ensure_ascii=False))
+        metrics = evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize,
+                                 device=args.device, precision=args.precision, max_tokens=args.max_tokens,
+                                 backend=args.backend, bad_rows=BadRows(args.skip_bad_rows))
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
 
     p.set_defaults(func=run)
 
@@ -431,12 +442,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _add_quantize_flag(p)
     _add_device_flags(p, max_tokens=True)
     _add_backend_flag(p)
+    _add_skip_bad_rows(p)
 
     def run(args: argparse.Namespace) -> None:
+        bad_rows = BadRows(args.skip_bad_rows)
         count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize,
                              device=args.device, precision=args.precision, max_tokens=args.max_tokens,
-                             backend=args.backend)
-        console.say(f"wrote {count:,} predictions to {args.output}")
+                             backend=args.backend, bad_rows=bad_rows)
+        console.say(f"wrote {count:,} predictions to {args.output}{bad_rows.summary()}")
 
     p.set_defaults(func=run)
 

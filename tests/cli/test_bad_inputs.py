@@ -53,16 +53,16 @@ TABLE_TAB = "(a tab inside a text?)"
     ("latin1.txt", LATIN1, [], f"{{path}}:2: {INVALID_CONTINUATION}"),
     ("mislabelled.txt.gz", TEXT.encode(), [], f"{{path}}:1: {NOT_GZIP}"),
     ("extra-column.tsv", b"sentence\tlabel\ngood film\t1\nbad\tfilm\t0\n", [],
-     f"{{path}}:3: line has 3 columns but line 1 has 2 {TABLE_TAB}"),
+     f"{{path}}:3: 3 columns instead of 2 {TABLE_TAB}"),
     ("missing-column.tsv", b"sentence\tlabel\ngood film\t1\nno label\n", [],
-     f"{{path}}:3: line has 1 columns but line 1 has 2 {TABLE_TAB}"),
-    ("short-row.tsv", b"id\tsentence\n1\tgood film\n2\n", [], "{path}:3: line has 1 columns, text column 1 is missing"),
+     f"{{path}}:3: 1 columns instead of 2 {TABLE_TAB}"),
+    ("short-row.tsv", b"id\tsentence\n1\tgood film\n2\n", [], f"{{path}}:3: 1 columns instead of 2 {TABLE_TAB}"),
     ("commas.csv", b'id,body\n1,"one, two"\n2,three, four\n', [],
-     "{path}:3: line has 3 columns but line 1 has 2 (quote texts that hold commas)"),
+     "{path}:3: 3 columns instead of 2 (quote texts that hold commas)"),
     ("no-text-column.tsv", b"sentence\tlabel\ngood\t1\n", ["--text-column", "text"],
      "{path}:1: no column 'text' in the header (sentence, label)"),
     ("column-index.tsv", b"sentence\tlabel\ngood\t1\n", ["--text-column", "5"],
-     "{path}:1: line has 2 columns, text column 5 is missing"),
+     "{path}:1: no column 5: the first row has 2 columns"),
     ("blank-table.tsv", b"sentence\tlabel\n\n\t1\n", [], "{path}: no texts in the file: every text is blank"),
 ])
 def test_embed_stops_on_unusable_files(folders, tmp_path, capsys, name, data, extra, message) -> None:
@@ -180,16 +180,42 @@ def test_task_commands_stop_on_unusable_files(classifier, folders, tmp_path, cap
 
 
 @pytest.mark.parametrize("command", ["finetune", "evaluate", "predict"])
-def test_task_commands_skip_rows_with_other_column_counts_and_say_so(classifier, folders, tmp_path, capsys,
-                                                                      command) -> None:
+def test_task_commands_stop_at_a_bad_row_or_skip_it_when_asked(classifier, folders, tmp_path, capsys,
+                                                               command) -> None:
     text = classifier["train"].read_text() + "the film\tis\tpositive\nno label here\n"
     path = write(tmp_path / "ragged.tsv", text.encode())
     code, _, err = cli(capsys, *task_command(command, classifier, folders, path, tmp_path / "out.jsonl"))
+    assert error_line(code, err) == f"{path}:66: 3 columns instead of 2 (a tab inside a text?)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ragged.tsv"]
+    code, out, err = cli(capsys, *task_command(command, classifier, folders, path, tmp_path / "out.jsonl"),
+                         "--skip-bad-rows")
     assert code == 0 and "Traceback" not in err
     assert (f"warning: {path}: skipped 2 rows: 1 with 3 columns instead of 2 (lines 66); "
             "1 with 1 columns instead of 2 (lines 67)\n") in err
     if command == "predict":
         assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 64
+        assert f"wrote 64 predictions to {tmp_path / 'out.jsonl'} (skipped 2 bad rows)" in out
+    elif command == "evaluate":
+        assert json.loads((tmp_path / "out.jsonl").read_text())["skipped_rows"] == 2
+    else:
+        assert "64 training and 64 dev examples (skipped 2 bad rows)" in out
+
+
+@pytest.mark.parametrize("command", ["embed", "search"])
+def test_text_commands_stop_at_a_bad_row_or_skip_it_when_asked(folders, tmp_path, capsys, command) -> None:
+    path = write(tmp_path / "rows.tsv", b"sentence\tlabel\ngood film\t1\nbad\tfilm\t0\n\xff\t1\nfine film\t1\n")
+    out = tmp_path / ("vectors.npy" if command == "embed" else "index")
+    args = (["embed", "--output", out] if command == "embed" else ["search", "build", "--index", out])
+    args += ["--model", folders["cls"], "--input", path]
+    code, _, err = cli(capsys, *args)
+    assert error_line(code, err) == f"{path}:3: 3 columns instead of 2 (a tab inside a text?)"
+    assert not out.exists()
+    code, stdout, err = cli(capsys, *args, "--skip-bad-rows")
+    assert code == 0 and "(skipped 2 bad rows)" in stdout
+    assert (f"warning: {path}: skipped 2 rows: 1 with 3 columns instead of 2 (lines 3); 1 with invalid UTF-8 "
+            "(lines 4)") in err
+    if command == "embed":
+        np.testing.assert_allclose(np.load(out), Encoder(folders["cls"]).encode(["good film", "fine film"]), atol=2e-6)
 
 
 def test_evaluate_reads_crlf_and_bom_like_plain_lf(classifier, tmp_path, capsys) -> None:

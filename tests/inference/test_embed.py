@@ -79,7 +79,7 @@ def test_input_columns(tmp_path: Path) -> None:
     assert list(iter_input_texts(tsv, 1)) == [(1, "label"), (2, "1"), (3, "0")]  # an index: no header
     csv_file = tmp_path / "data.csv"
     csv_file.write_text('id,body\n1,"one, two"\n2\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"data.csv:3: line has 1 columns, text column 1 is missing"):
+    with pytest.raises(UserError, match=r"data.csv:3: 1 columns instead of 2 \(quote texts that hold commas\)"):
         list(iter_input_texts(csv_file, "body"))
     with pytest.raises(UserError, match=r"data.csv:1: no column 'text' in the header \(id, body\)"):
         list(iter_input_texts(csv_file, "text"))

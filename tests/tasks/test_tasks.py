@@ -10,6 +10,7 @@ import pytest
 from conftest import sample_texts, write_bert_vocab
 
 from albertkit.errors import UserError
+from albertkit.io.tables import BadRows
 from albertkit.tasks.files import repair_html
 from albertkit.tasks.metrics import compute_metrics
 from albertkit.tasks.ner import word_windows
@@ -133,13 +134,29 @@ def test_unknown_dev_label_names_file_and_line(tmp_path):
         read_examples(spec, dev)
 
 
-def test_wrong_column_count_rows_are_skipped_and_reported(tmp_path):
+def test_wrong_column_count_rows_stop_by_default_and_are_skipped_when_asked(tmp_path):
     path = write(tmp_path / "train.tsv", "a\t1\nb\t0\nc\textra\t1\nd\n\ne\t0\n")
+    with pytest.raises(UserError, match=r"train\.tsv:3: 3 columns instead of 2 \(a tab inside a text\?\)$"):
+        read_train_examples(TaskSpec("classification"), path)
+    bad_rows = BadRows(skip=True)
     with pytest.warns(
         SkippedRowsWarning, match=r"skipped 2 rows: 1 with 3 columns instead of 2 \(lines 3\); 1 with 1 "
     ):
-        spec, examples = read_train_examples(TaskSpec("classification"), path)
+        spec, examples = read_train_examples(TaskSpec("classification"), path, bad_rows)
     assert [(ex.text, ex.label, ex.line) for ex in examples] == [("a", "1", 1), ("b", "0", 2), ("e", "0", 6)]
+    assert bad_rows.count == 2 and bad_rows.summary() == " (skipped 2 bad rows)"
+
+
+def test_empty_and_unknown_labels_are_bad_rows(tmp_path):
+    spec, _ = read_train_examples(TaskSpec("classification"), write(tmp_path / "train.tsv", "good\tpos\nbad\tneg\n"))
+    dev = write(tmp_path / "dev.tsv", "fine\tpos\nmeh\t \nawful\tmaybe\nok\tneg\n")
+    with pytest.raises(UserError, match=r"dev\.tsv:2: empty label$"):
+        read_examples(spec, dev)
+    bad_rows = BadRows(skip=True)
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 2 rows: 1 with an empty label \(lines 2\); 1 with an "
+                                                 r"unknown label \(lines 3\)"):
+        examples = read_examples(spec, dev, bad_rows=bad_rows)
+    assert [ex.line for ex in examples] == [1, 4]
 
 
 def test_no_usable_rows_is_an_error(tmp_path):
@@ -389,13 +406,14 @@ def oracle_logits(features):
 
 
 def test_squad_windows_positions_and_predictions(tmp_path, tokenizer):
+    qa_spec = TaskSpec("qa", max_seq_length=32, max_query_length=8, doc_stride=8)
+    with pytest.raises(UserError, match=r"squad\.json:\d+: question 'q4': no answer text found in the context$"):
+        read_train_examples(qa_spec, squad_file(tmp_path))
     with pytest.warns(
         SkippedRowsWarning,
         match=r"skipped 1 questions: 1 with no answer text found in the context \(lines \d+\)",
     ):
-        spec, examples = read_train_examples(
-            TaskSpec("qa", max_seq_length=32, max_query_length=8, doc_stride=8), squad_file(tmp_path)
-        )
+        spec, examples = read_train_examples(qa_spec, squad_file(tmp_path), BadRows(skip=True))
     assert spec.version_2 and [ex.id for ex in examples] == ["q1", "q2", "q3"]
     assert examples[1].answers == [("1966", CONTEXT.index("1966"))]
     features = featurize(spec, tokenizer, examples)

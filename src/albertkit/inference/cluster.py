@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from albertkit.errors import UserError
-from albertkit.inference.embed import Encoder, read_text_rows
+from albertkit.inference.embed import Encoder
 from albertkit.inference.embedding_map import project_2d, write_cluster_map
 from albertkit.io.atomic import atomic_folder
+from albertkit.io.tables import read_text_rows
 from albertkit.tokenization.cjk import CJK_IDEOGRAPH
 
 METHODS = ("kmeans", "agglomerative", "hdbscan")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from albertkit.errors import UserError
 from albertkit.inference.onnx_backend import BACKENDS, OnnxRuntimeModel
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic
-from albertkit.io.text import iter_text_lines
+from albertkit.io.tables import BadRows, iter_input_texts, reporting_skipped_rows
 from albertkit.modeling.folder import check_tokenizer_matches, load_any_model
 from albertkit.modeling.model import AlbertModel
 from albertkit.runtime.console import progress_bar
@@ -28,8 +26,6 @@ from albertkit.tokenization.loading import load_tokenizer
 POOLINGS = ("mean", "cls", "pooler")
 # Texts per chunk when streaming a file: bounds memory whatever the file's size.
 STREAM_CHUNK = 8192
-# Header names taken as the text column of a .tsv/.csv when no column is named.
-TEXT_COLUMN_NAMES = ("text", "sentence", "text_a", "sentence1", "content")
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,136 +170,6 @@ def pool_embeddings(albert: torch.nn.Module, input_ids: torch.Tensor, attention_
     return sums / lengths[:, None].float()
 
 
-@dataclass
-class TextColumn:
-    """Which field of each line holds the text: None (whole line / "text"), a header name, or a 0-based index."""
-
-    name: str | None = None
-    index: int | None = None
-
-    @classmethod
-    def parse(cls, spec: str | int | None) -> TextColumn:
-        if spec is None:
-            return cls()
-        if isinstance(spec, int) or str(spec).removeprefix("-").isdigit():
-            return cls(index=int(spec))
-        return cls(name=str(spec))
-
-
-def iter_input_texts(
-    path: str | Path, text_column: str | int | None = None, skipped: Counter | None = None
-) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each data row of a text, .jsonl, .tsv or .csv file (optionally .gz), streamed.
-
-    Plain text: every line is a text. .jsonl: the "text" field. .tsv/.csv: a column given by header name or
-    0-based index; without one, a header holding a usual name (text, sentence, text_a, ...) picks the column,
-    else column 0 of every line. Blank lines of a table are no rows: they are counted in `skipped`. A row
-    with another number of columns than the first line is a UserError naming its line.
-    """
-    for number, text, _ in iter_input_rows(path, text_column, None, skipped):
-        yield number, text
-
-
-def iter_input_rows(
-    path: str | Path, text_column: str | int | None = None, label_column: str | int | None = None,
-    skipped: Counter | None = None,
-) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, text, label) of each data row, as `iter_input_texts` reads them; the label (None without a
-    `label_column`) is a column of a .tsv/.csv file given by header name or index (negative: from the end)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("no such file", path)
-    column = TextColumn.parse(text_column)
-    suffix = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
-    lines = ((number, text) for _, number, text in iter_text_lines(path))
-    if suffix in (".tsv", ".csv"):
-        columns = [column] + ([TextColumn.parse(label_column)] if label_column is not None else [])
-        for number, fields in _table_rows(path, lines, columns, "\t" if suffix == ".tsv" else ",", skipped):
-            yield number, fields[0], fields[1] if len(fields) > 1 else None
-        return
-    if column.name not in (None, "text") or column.index not in (None, 0):
-        raise UserError("only .tsv and .csv files have text columns (.jsonl files use the \"text\" field)", path)
-    if label_column is not None:
-        raise UserError("only .tsv and .csv files have a label column", path)
-    for number, text in lines:
-        yield number, text, None
-
-
-def read_text_rows(path: str | Path, text_column: str | int | None = None,
-                   label_column: str | int | None = None) -> list[tuple[int, str, str | None]]:
-    """(line, text, label) of every row whose text is not blank, in memory; with a `label_column` a blank label
-    is a UserError naming its line. No text at all is a UserError too."""
-    rows = []
-    for line, text, label in iter_input_rows(path, text_column, label_column):
-        if not text.strip():
-            continue
-        if label_column is not None and not label.strip():
-            raise UserError("blank label", path, line)
-        rows.append((line, text, label.strip() if label is not None else None))
-    if not rows:
-        raise UserError("no texts in the file", path)
-    return rows
-
-
-def _split_row(line: str, delimiter: str) -> list[str]:
-    # TSV fields hold stray quotes in real data: only CSV gives quotes a meaning.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    return next(csv.reader([line], delimiter=delimiter, quoting=quoting))
-
-
-def _column_positions(columns: list[TextColumn], header: list[str], path: Path, line: int) -> tuple[list[int], bool]:
-    """The position of each column in a row, and whether the first line is a header: it is when a column is named,
-    or when the text column is not given and the line holds a usual text column name."""
-    usual = next((header.index(n) for n in TEXT_COLUMN_NAMES if n in header), None)
-    text = columns[0]
-    has_header = any(c.name is not None for c in columns) or (text.index is None and usual is not None)
-    positions = []
-    for column in columns:
-        if column.name is not None:
-            if column.name not in header:
-                raise UserError(f"no column {column.name!r} in the header ({', '.join(header)})", path, line)
-            positions.append(header.index(column.name))
-        else:
-            positions.append(column.index if column.index is not None else usual if usual is not None else 0)
-    return positions, has_header
-
-
-def _table_rows(
-    path: Path, lines: Iterator[tuple[int, str]], columns: list[TextColumn], delimiter: str, skipped: Counter | None
-) -> Iterator[tuple[int, list[str]]]:
-    """(line number, the fields of `columns`) of each data row of a table."""
-    skipped = Counter() if skipped is None else skipped
-    first = next(lines, None)
-    while first is not None and not first[1].strip():
-        skipped["blank line"] += 1
-        first = next(lines, None)
-    if first is None:
-        return
-    header = _split_row(first[1], delimiter)
-    positions, has_header = _column_positions(columns, header, path, first[0])
-    if not has_header:  # the first line is data
-        lines = _prepend(first, lines)
-    for number, line in lines:
-        if not line.strip():  # a blank line is no row of the table
-            skipped["blank line"] += 1
-            continue
-        fields = _split_row(line, delimiter)
-        missing = next((k for k, i in enumerate(positions) if not -len(fields) <= i < len(fields)), None)
-        if missing is not None:
-            raise UserError(f"line has {len(fields)} columns, {('text', 'label')[missing]} column "
-                            f"{positions[missing]} is missing", path, number)
-        if len(fields) != len(header):  # a stray separator would shift the columns: never guess which one is text
-            hint = "a tab inside a text?" if delimiter == "\t" else "quote texts that hold commas"
-            raise UserError(f"line has {len(fields)} columns but line {first[0]} has {len(header)} ({hint})",
-                            path, number)
-        yield number, [fields[i] for i in positions]
-
-
-def _prepend(item: tuple[int, str], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-    yield item
-    yield from rest
-
-
 def embed_file(
     model_dir: str | Path,
     input_path: str | Path,
@@ -317,12 +183,15 @@ def embed_file(
     precision: str = "auto",
     max_tokens: int | None = None,
     quantize: str | None = None,
+    bad_rows: BadRows | None = None,
 ) -> int:
     """Embed every row of `input_path` into `output_path` (.npy, or .parquet with pyarrow); returns the row count.
 
     Streams in chunks so inputs larger than RAM work; the output appears only when complete (temp + rename).
-    `device`, `precision`, `max_tokens` and `quantize` are the Encoder's.
+    `device`, `precision`, `max_tokens` and `quantize` are the Encoder's. Bad rows of a table follow `bad_rows`
+    (default: the first one is an error); skipped ones are reported.
     """
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     resolve_device(device)  # an absent GPU is refused before the input is read
     output_path = Path(output_path)
     suffix = output_path.suffix.lower()
@@ -333,9 +202,11 @@ def embed_file(
     # First pass: validates the file and sizes the output.
     skipped: Counter = Counter()
     count = blank = 0
-    for _, text in iter_input_texts(input_path, text_column, skipped):
-        count += 1
-        blank += not text.strip()
+    with reporting_skipped_rows():
+        for _, text in iter_input_texts(input_path, text_column, skipped, bad_rows):
+            count += 1
+            blank += not text.strip()
+        bad_rows.report(input_path)
     if count == blank:
         raise UserError("no texts in the file" + (": every text is blank" if count else ""), input_path)
     if skipped["blank line"]:
@@ -344,7 +215,8 @@ def embed_file(
 
     def chunks() -> Iterator[list[str]]:
         texts: list[str] = []
-        for _, text in iter_input_texts(input_path, text_column):
+        # The second pass meets the bad rows the first one counted: skip them again without counting.
+        for _, text in iter_input_texts(input_path, text_column, bad_rows=BadRows(bad_rows.skip)):
             texts.append(text)
             if len(texts) == chunk_size:
                 yield texts

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from albertkit.errors import UserError
-from albertkit.inference.embed import read_text_rows
 from albertkit.inference.search import SearchIndex, index_encoder
 from albertkit.io.atomic import write_text_atomic
+from albertkit.io.tables import read_text_rows
 from albertkit.tasks.metrics import accuracy, compute_metrics
 
 VOTES = ("majority", "weighted")

@@ -19,11 +19,11 @@ from albertkit.errors import UserError
 from albertkit.inference.onnx_backend import BACKENDS, OnnxRuntimeModel
 from albertkit.inference.quantize import quantize_model
 from albertkit.io.atomic import write_atomic, write_text_atomic
+from albertkit.io.tables import BadRows, reporting_skipped_rows
 from albertkit.modeling.folder import load_any_model, read_model_info
 from albertkit.runtime.console import progress_bar
 from albertkit.runtime.device import CUDA_MAX_TOKENS, autocast, autocast_dtype, resolve_device
 from albertkit.runtime.memory import keep_freed_memory
-from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import compute_metrics
 from albertkit.tasks.spec import (
     TaskSpec,
@@ -159,17 +159,20 @@ def load_finetuned(model_dir: str | Path, quantize: str | None = None, device: s
 
 def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | Path | None = None,
                    batch_size: int = 64, quantize: str | None = None, device: str = "auto",
-                   precision: str = "auto", max_tokens: int | None = None, backend: str = "torch") -> dict[str, Any]:
+                   precision: str = "auto", max_tokens: int | None = None, backend: str = "torch",
+                   bad_rows: BadRows | None = None) -> dict[str, Any]:
     """`albertkit evaluate`: metrics of a fine-tuned model on a labeled file, printed by the CLI and saved.
 
     With `quantize`, the metrics are the quantized model's, and `float32` / `quantization_change` give the float
     model's figures and the difference (quantized minus float). `device`, `precision` and `max_tokens` as for
-    `predict_file`. `backend="onnx"`: the folder's ONNX export (the change is then against the float32 ONNX model)."""
+    `predict_file`. `backend="onnx"`: the folder's ONNX export (the change is then against the float32 ONNX model).
+    Bad rows follow `bad_rows` (default: the first is an error); when skipping, the result counts them."""
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     model, tokenizer, spec = load_finetuned(model_dir, None, "cpu" if quantize and device == "auto" else device,
                                             backend)
     run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
-        examples = read_examples(spec, data_path, require_labels=True)
+        examples = read_examples(spec, data_path, require_labels=True, bad_rows=bad_rows)
     if not examples:
         raise UserError("no examples to evaluate", data_path)
     features = featurize(spec, tokenizer, examples)
@@ -177,7 +180,7 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
         quantize_model(model, quantize) if backend == "torch" else OnnxRuntimeModel(model_dir, quantize))
     metrics = evaluate_features(quantized, spec, examples, features, batch_size, tokenizer.pad_token_id, **run)
     result = {"model": str(model_dir), "data": str(data_path), "examples": len(examples), "backend": backend,
-              **metrics}
+              **({"skipped_rows": bad_rows.count} if bad_rows.skip else {}), **metrics}
     if quantize is not None:
         reference = evaluate_features(model, spec, examples, features, batch_size, tokenizer.pad_token_id, **run)
         floats = {k: v for k, v in reference.items() if isinstance(v, float)}
@@ -190,19 +193,21 @@ def evaluate_model(model_dir: str | Path, data_path: str | Path, output: str | P
 
 def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
                  chunk_size: int = 4096, quantize: str | None = None, device: str = "auto",
-                 precision: str = "auto", max_tokens: int | None = None, backend: str = "torch") -> int:
+                 precision: str = "auto", max_tokens: int | None = None, backend: str = "torch",
+                 bad_rows: BadRows | None = None) -> int:
     """`albertkit predict`: one record per input example, JSONL or CSV by the output's suffix; returns the count.
 
     Examples are featurized and predicted in chunks; the file appears under its name only when complete.
     `quantize="int8"`: predict with the int8 model (CPU). `device`: auto, cpu, cuda, cuda:N or mps; `precision`:
     auto (bf16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16; `max_tokens`: padded tokens per batch
     (default: 16,384 on CUDA; elsewhere, and with 0, batches of `batch_size`). `backend="onnx"`: the folder's ONNX
-    export on onnxruntime (`model_quantized.onnx` with `quantize`).
+    export on onnxruntime (`model_quantized.onnx` with `quantize`). Bad rows follow `bad_rows` (default: the first
+    is an error).
     """
     model, tokenizer, spec = load_finetuned(model_dir, quantize, device, backend)
     run = inference_settings(model, precision, max_tokens)
     with reporting_skipped_rows():
-        examples = read_examples(spec, input_path, require_labels=False)
+        examples = read_examples(spec, input_path, require_labels=False, bad_rows=bad_rows)
     if not examples:
         raise UserError("no examples to predict", input_path)
     output_path = Path(output_path)

@@ -27,8 +27,9 @@ from albertkit.inference.ann import (
     require_faiss,
     write_ann,
 )
-from albertkit.inference.embed import STREAM_CHUNK, Encoder, iter_input_rows
+from albertkit.inference.embed import STREAM_CHUNK, Encoder
 from albertkit.io.atomic import atomic_folder, file_sha256
+from albertkit.io.tables import BadRows, iter_input_rows, reporting_skipped_rows
 from albertkit.modeling.config import CONFIG_NAME
 from albertkit.modeling.weights import weights_path
 from albertkit.runtime.console import progress_bar
@@ -78,14 +79,16 @@ def build_index(
     max_tokens: int | None = None,
     index_type: str = "exact",
     target_recall: float = 0.95,
+    bad_rows: BadRows | None = None,
 ) -> int:
     """Embed the non-blank texts of `input_path` into a new index folder; returns the number of texts.
 
-    With `label_column`, each text's label is stored too (for `classify_by_neighbours`); a blank label is a
-    UserError naming its line. The folder is written under a temporary name and renamed at the end: an
-    interrupted build leaves no index. `device`, `precision` and `max_tokens` are the Encoder's. `index_type`
-    "hnsw" or "ivf" adds an approximate index (faiss) whose search effort is raised until recall@10 against exact
-    search on a sample reaches `target_recall`.
+    With `label_column`, each text's label is stored too (for `classify_by_neighbours`); a blank label is a bad
+    row. Bad rows follow `bad_rows` (default: the first one is an error naming its line; skipped ones are
+    reported). The folder is written under a temporary name and renamed at the end: an interrupted build leaves
+    no index. `device`, `precision` and `max_tokens` are the Encoder's. `index_type` "hnsw" or "ivf" adds an
+    approximate index (faiss) whose search effort is raised until recall@10 against exact search on a sample
+    reaches `target_recall`.
     """
     resolve_device(device)  # an absent GPU is refused before the input is read
     if index_type not in INDEX_TYPES:
@@ -94,7 +97,10 @@ def build_index(
         require_faiss()
     if not 0 < target_recall <= 1:
         raise UserError(f"target recall must be in (0, 1], not {target_recall}")
-    count, label_counts = _count_rows(input_path, text_column, label_column)
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
+    with reporting_skipped_rows():
+        count, label_counts = _count_rows(input_path, text_column, label_column, bad_rows)
+        bad_rows.report(input_path)
     if count == 0:
         raise UserError("no texts in the file", input_path)
     encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens)
@@ -105,7 +111,10 @@ def build_index(
         with open(tmp / INDEX_TEXTS, "w", encoding="utf-8") as texts_file, \
                 progress_bar(total=count, desc="index", unit="text") as progress:
             chunk: list[tuple[int, str, str | None]] = []
-            rows = (row for row in iter_input_rows(input_path, text_column, label_column) if row[1].strip())
+            # The second pass meets the bad rows the first one counted: skip them again without counting.
+            again = BadRows(bad_rows.skip)
+            rows = (row for row in iter_input_rows(input_path, text_column, label_column, bad_rows=again)
+                    if row[1].strip() and (row[2] is None or row[2].strip()))
             for item in rows:
                 chunk.append(item)
                 if len(chunk) == chunk_size:
@@ -138,18 +147,19 @@ def add_approximate_index(folder: Path, index_type: str, target_recall: float = 
     return tuned
 
 
-def _count_rows(input_path: str | Path, text_column: str | int | None,
-                label_column: str | int | None) -> tuple[int, Counter]:
-    """The number of non-blank texts and of each of their labels; a blank label is a UserError naming its line."""
+def _count_rows(input_path: str | Path, text_column: str | int | None, label_column: str | int | None,
+                bad_rows: BadRows) -> tuple[int, Counter]:
+    """The number of non-blank texts and of each of their labels; a blank label is a bad row."""
     count, labels = 0, Counter()
-    for line, text, label in iter_input_rows(input_path, text_column, label_column):
+    for line, text, label in iter_input_rows(input_path, text_column, label_column, bad_rows=bad_rows):
         if not text.strip():
             continue
-        count += 1
         if label is not None:
             if not label.strip():
-                raise UserError("blank label", input_path, line)
+                bad_rows.reject(input_path, line, "blank label", "a blank label")
+                continue
             labels[label.strip()] += 1
+        count += 1
     return count, labels
 
 

@@ -1,24 +1,15 @@
-"""What every task reader shares: decoding a file with errors that name the line, text repair, skip reports."""
+"""What the NER and QA readers share: decoding a whole file with errors that name the line; text repair."""
 
 from __future__ import annotations
 
 import html
 import re
-import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from albertkit.errors import UserError
 
 # AG News lost the "&" of numeric entities to a space ("it #39;s", "the  #36;10"); put it back before unescaping.
 _BROKEN_ENTITY = re.compile(r"(?<!&) ?#(\d{2,6}|[xX][0-9a-fA-F]{2,5});")
-_MAX_LINES_LISTED = 5
-
-
-class SkippedRowsWarning(UserWarning):
-    """Some rows of an input file were skipped; the message says how many, why, and where."""
 
 
 def read_task_text(path: Path) -> str:
@@ -58,27 +49,3 @@ def repair_html(text: str) -> str:
     if "#" in text:
         text = _BROKEN_ENTITY.sub(_restore_entity, text)
     return html.unescape(text) if "&" in text else text
-
-
-def warn_skipped(path: Path, skipped: dict[str, list[int]], what: str = "rows") -> None:
-    """One SkippedRowsWarning per file summarising skipped rows (or questions) by reason, with their first lines."""
-    if not skipped:
-        return
-    parts = []
-    for reason, lines in skipped.items():
-        listed = ", ".join(str(line) for line in lines[:_MAX_LINES_LISTED])
-        more = ", ..." if len(lines) > _MAX_LINES_LISTED else ""
-        parts.append(f"{len(lines)} with {reason} (lines {listed}{more})")
-    total = sum(len(lines) for lines in skipped.values())
-    warnings.warn(SkippedRowsWarning(f"{path}: skipped {total} {what}: {'; '.join(parts)}"), stacklevel=3)
-
-
-@contextmanager
-def reporting_skipped_rows() -> Iterator[None]:
-    """Print every warning raised inside (skipped rows above all) as one `warning: ...` line on stderr, whatever
-    the warning filters say: a skip is never silent, stdout stays machine-readable, no Python source line shows."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SkippedRowsWarning)
-        yield
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)

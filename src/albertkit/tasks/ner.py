@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from albertkit.errors import UserError
+from albertkit.io.tables import BadRows
 from albertkit.runtime.console import progress_bar
 from albertkit.tasks.files import read_task_text, split_lines
 from albertkit.tasks.metrics import entity_spans
@@ -99,8 +100,12 @@ def _fields(line: str) -> list[str]:
     return line.split("\t") if "\t" in line else line.split()
 
 
-def read_ner_examples(spec: TaskSpec, path: Path, *, require_tags: bool) -> list[NerExample]:
-    """Sentences of a NER file; a tag/token count mismatch or an unknown tag is a UserError at its line."""
+def read_ner_examples(
+    spec: TaskSpec, path: Path, *, require_tags: bool, bad_rows: BadRows | None = None
+) -> list[NerExample]:
+    """Sentences of a NER file; a sentence with a tag/token count mismatch or an unknown tag is a bad row
+    (`bad_rows`' policy: a UserError at its line, or skipped and reported)."""
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     lines = split_lines(read_task_text(path))
     layout = _layout(lines)
     if layout == "raw" and require_tags:
@@ -115,8 +120,9 @@ def read_ner_examples(spec: TaskSpec, path: Path, *, require_tags: bool) -> list
             if line.strip()
         ]
     else:
-        sentences = _conll_sentences(lines, path) if layout == "conll" else _line_sentences(lines, path)
-        _check_tags(spec, sentences, layout, path)
+        read = _conll_sentences if layout == "conll" else _line_sentences
+        sentences = _check_tags(spec, read(lines, path, bad_rows), layout, path, bad_rows)
+        bad_rows.report(path, "sentences")
         examples = [
             NerExample.from_words(words, tags, number, spec.word_split) for number, words, tags in sentences
         ]
@@ -126,41 +132,46 @@ def read_ner_examples(spec: TaskSpec, path: Path, *, require_tags: bool) -> list
 
 
 def _check_tags(
-    spec: TaskSpec, sentences: list[tuple[int, list[str], list[str]]], layout: str, path: Path
-) -> None:
-    """Every distinct tag must be well formed and, once the training tags are known, one of them."""
+    spec: TaskSpec, sentences: list[tuple[int, list[str], list[str]]], layout: str, path: Path, bad_rows: BadRows
+) -> list[tuple[int, list[str], list[str]]]:
+    """The sentences whose tags are all well formed and, once the training tags are known, one of them."""
     distinct = set(itertools.chain.from_iterable(tags for _, _, tags in sentences))
     known = set(spec.labels)
-    for tag in sorted(distinct):
-        if _TAG.fullmatch(tag) and (not known or tag in known):
+    bad = {tag for tag in distinct if not _TAG.fullmatch(tag) or (known and tag not in known)}
+    if not bad:
+        return sentences
+    kept = []
+    for number, words, tags in sentences:
+        tag = next((tag for tag in tags if tag in bad), None)
+        if tag is None:
+            kept.append((number, words, tags))
             continue
-        problem = (
-            "is not O or B-/I-/M-/E-/S-TYPE"
-            if not _TAG.fullmatch(tag)
-            else f"is unknown; the training tags are {spec.labels}"
-        )
-        number, position = next((number, tags.index(tag)) for number, _, tags in sentences if tag in tags)
-        raise UserError(f"tag {tag!r} {problem}", path, number + position if layout == "conll" else number)
+        problem = "is not O or B-/I-/M-/E-/S-TYPE" if not _TAG.fullmatch(tag) else (
+            f"is unknown; the training tags are {spec.labels}")
+        line = number + tags.index(tag) if layout == "conll" else number
+        bad_rows.reject(path, line, f"tag {tag!r} {problem}", "a tag that is malformed or unknown")
+    return kept
 
 
-def _line_sentences(lines: list[str], path: Path) -> list[tuple[int, list[str], list[str]]]:
+def _line_sentences(lines: list[str], path: Path, bad_rows: BadRows) -> list[tuple[int, list[str], list[str]]]:
     sentences = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) != 2:
-            raise UserError(
-                f"expected 'tokens<TAB>tags', found {len(parts)} tab-separated fields", path, number
-            )
+            bad_rows.reject(path, number, f"expected 'tokens<TAB>tags', found {len(parts)} tab-separated fields",
+                            f"{len(parts)} tab-separated fields")
+            continue
         words, tags = parts[0].split(), parts[1].split()
         if len(words) != len(tags):
-            raise UserError(f"{len(tags)} tags for {len(words)} tokens", path, number)
+            bad_rows.reject(path, number, f"{len(tags)} tags for {len(words)} tokens", "other counts of tags and tokens")
+            continue
         sentences.append((number, words, tags))
     return sentences
 
 
-def _conll_sentences(lines: list[str], path: Path) -> list[tuple[int, list[str], list[str]]]:
+def _conll_sentences(lines: list[str], path: Path, bad_rows: BadRows) -> list[tuple[int, list[str], list[str]]]:
     sentences: list[tuple[int, list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
@@ -173,7 +184,8 @@ def _conll_sentences(lines: list[str], path: Path) -> list[tuple[int, list[str],
             continue
         fields = _fields(line)
         if len(fields) < 2:
-            raise UserError("expected a token and its tag separated by a tab", path, number)
+            bad_rows.reject(path, number, "expected a token and its tag separated by a tab", "a token without a tag")
+            continue
         if not words:
             first_line = number
         words.append(fields[0].strip())

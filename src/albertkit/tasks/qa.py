@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from albertkit.errors import UserError
+from albertkit.io.tables import BadRows
 from albertkit.runtime.console import progress_bar
-from albertkit.tasks.files import read_task_text, warn_skipped
+from albertkit.tasks.files import read_task_text
 from albertkit.tasks.ner import split_words
 
 if TYPE_CHECKING:
@@ -60,12 +61,14 @@ def _expect(value: Any, kind: type, where: str, path: Path) -> Any:
     return value
 
 
-def read_squad_examples(path: Path) -> list[QaExample]:
+def read_squad_examples(path: Path, bad_rows: BadRows | None = None) -> list[QaExample]:
     """Questions of a SQuAD-format file (data[].paragraphs[].context / qas[]); errors name the JSON path.
 
     An answer whose text is not at its answer_start is moved to the nearest occurrence in the context;
-    one that does not occur at all is dropped, and a question left without answers is skipped (reported).
+    one that does not occur at all is dropped, and a question left without answers is a bad row (`bad_rows`'
+    policy: an error naming its line, or skipped and reported).
     """
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     text = read_task_text(path)
     try:
         root = json.loads(text)
@@ -73,7 +76,6 @@ def read_squad_examples(path: Path) -> list[QaExample]:
         raise UserError(f"invalid JSON ({err.msg} at column {err.colno})", path, err.lineno) from None
     articles = _expect(_expect(root, dict, "the top level", path).get("data"), list, "'data'", path)
     examples: list[QaExample] = []
-    skipped: dict[str, list[int]] = {}
     for a, article in enumerate(articles):
         paragraphs = _expect(
             _expect(article, dict, f"data[{a}]", path).get("paragraphs"), list, f"data[{a}].paragraphs", path
@@ -90,10 +92,10 @@ def read_squad_examples(path: Path) -> list[QaExample]:
                 if example.answers or example.is_impossible or not qa.get("answers"):
                     examples.append(example)
                 else:
-                    skipped.setdefault("no answer text found in the context", []).append(
-                        _line_of(text, example.id)
-                    )
-    warn_skipped(path, skipped, "questions")
+                    bad_rows.reject(path, _line_of(text, example.id),
+                                    f"question {example.id!r}: no answer text found in the context",
+                                    "no answer text found in the context")
+    bad_rows.report(path, "questions")
     if not examples:
         raise UserError("the file has no questions", path)
     return examples

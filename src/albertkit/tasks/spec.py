@@ -20,10 +20,10 @@ from typing import Any
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
+from albertkit.io.tables import BadRows, SkippedRowsWarning
 from albertkit.tasks import ner as tasks_ner
 from albertkit.tasks import qa as tasks_qa
 from albertkit.tasks import table as tasks_table
-from albertkit.tasks.files import SkippedRowsWarning
 from albertkit.tasks.ner import NerEntity, NerExample, ner_entities, ner_word_tags, split_words
 from albertkit.tasks.qa import QaExample, QaPrediction, qa_best_spans, qa_predictions
 from albertkit.tasks.table import TextExample
@@ -148,15 +148,17 @@ class TaskSpec:
 Example = TextExample | NerExample | QaExample
 
 
-def read_train_examples(spec: TaskSpec, path: str | Path) -> tuple[TaskSpec, list[Example]]:
+def read_train_examples(
+    spec: TaskSpec, path: str | Path, bad_rows: BadRows | None = None
+) -> tuple[TaskSpec, list[Example]]:
     """Read the training file and complete the spec from it: label set, header row, NER word split, QA version.
 
     Labels come out sorted (numerically when they all look like numbers; NER: "O" first, then by type);
     labels given in `spec.labels` are kept in their order and checked instead.
     """
-    path = Path(path)
+    path, bad_rows = Path(path), bad_rows if bad_rows is not None else BadRows()
     if spec.task in TEXT_TASKS:
-        examples, column_names = tasks_table.read_table_examples(spec, path, require_labels=True)
+        examples, column_names = tasks_table.read_table_examples(spec, path, require_labels=True, bad_rows=bad_rows)
         labels = spec.labels or tasks_table.sorted_labels({ex.label for ex in examples})
         if spec.task != "regression" and len(labels) < 2:
             raise UserError(
@@ -167,7 +169,7 @@ def read_train_examples(spec: TaskSpec, path: str | Path) -> tuple[TaskSpec, lis
             updates["labels"] = labels
         return dataclasses.replace(spec, **updates), examples
     if spec.task == "ner":
-        examples = tasks_ner.read_ner_examples(spec, path, require_tags=True)
+        examples = tasks_ner.read_ner_examples(spec, path, require_tags=True, bad_rows=bad_rows)
         updates = {
             "labels": spec.labels or tasks_ner.sorted_tags(chain.from_iterable(ex.tags for ex in examples))
         }
@@ -176,23 +178,26 @@ def read_train_examples(spec: TaskSpec, path: str | Path) -> tuple[TaskSpec, lis
             updates["word_split"] = "char"
             examples = [NerExample.from_words(ex.words, ex.tags, ex.line, "char") for ex in examples]
         return dataclasses.replace(spec, **updates), examples
-    examples = tasks_qa.read_squad_examples(path)
+    examples = tasks_qa.read_squad_examples(path, bad_rows)
     version_2 = spec.version_2 or any(ex.is_impossible for ex in examples)
     return dataclasses.replace(spec, version_2=version_2), examples
 
 
-def read_examples(spec: TaskSpec, path: str | Path, *, require_labels: bool = True) -> list[Example]:
+def read_examples(
+    spec: TaskSpec, path: str | Path, *, require_labels: bool = True, bad_rows: BadRows | None = None
+) -> list[Example]:
     """Read a dev, test or prediction file the way the training file was read.
 
     Labels outside `spec.labels` are an error naming the file and line. With `require_labels=False`,
     files without a label column (or NER files without tags) give examples whose label is None.
+    Bad rows follow `bad_rows` (default: the first one is an error).
     """
-    path = Path(path)
+    path, bad_rows = Path(path), bad_rows if bad_rows is not None else BadRows()
     if spec.task in TEXT_TASKS:
-        return tasks_table.read_table_examples(spec, path, require_labels=require_labels)[0]
+        return tasks_table.read_table_examples(spec, path, require_labels=require_labels, bad_rows=bad_rows)[0]
     if spec.task == "ner":
-        return tasks_ner.read_ner_examples(spec, path, require_tags=require_labels)
-    return tasks_qa.read_squad_examples(path)
+        return tasks_ner.read_ner_examples(spec, path, require_tags=require_labels, bad_rows=bad_rows)
+    return tasks_qa.read_squad_examples(path, bad_rows)
 
 
 def featurize(spec: TaskSpec, tokenizer: Any, examples: list[Example]) -> list[dict[str, Any]]:

@@ -1,18 +1,13 @@
 """Classification, pair and regression files (TSV, CSV, JSONL) -> TextExample -> features.
 
-Format by suffix: .csv is read with csv quoting; .jsonl / .json hold one object per line (its keys are the
-header); anything else is TSV, split at tabs with no quote handling (csv.QUOTE_NONE), so stray quotes stay
-text. Rows whose column count differs from the file's (a stray tab, a cut line) and rows with an empty label
-are skipped and reported in one SkippedRowsWarning; a file left with no rows is an error.
+Files are read by `io.tables` (format by suffix, anything else TSV). Rows whose column count differs from the
+file's (a stray tab, a cut line), rows with an empty label and labels the task cannot use are bad rows: an error
+naming the line, or skipped and reported under `--skip-bad-rows`; a file left with no rows is an error.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from albertkit.errors import UserError
+from albertkit.io.tables import BadRows, Row, keep_width, read_table, separator_hint
 from albertkit.runtime.console import progress_bar
-from albertkit.tasks.files import read_task_text, repair_html, split_lines, warn_skipped
+from albertkit.tasks.files import repair_html
 
 if TYPE_CHECKING:
     from albertkit.tasks.spec import TaskSpec
@@ -47,65 +43,10 @@ class TextExample:
     line: int = 0
 
 
-@dataclass
-class _Table:
-    header: list[str] | None
-    rows: list[tuple[int, list[str]]]  # (line number, cells), blank lines left out
-
-
-def _read_tsv(text: str) -> list[tuple[int, list[str]]]:
-    return [
-        (number, line.split("\t")) for number, line in enumerate(split_lines(text), start=1) if line.strip()
-    ]
-
-
-def _read_csv(text: str, path: Path) -> list[tuple[int, list[str]]]:
-    # A quoted field can be as long as the file; csv's default limit (128 KiB) would reject long real lines.
-    csv.field_size_limit(max(csv.field_size_limit(), min(len(text) + 1, sys.maxsize)))
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows, next_line = [], 1
-    try:
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                rows.append((next_line, cells))
-            next_line = reader.line_num + 1
-    except csv.Error as err:
-        raise UserError(f"malformed CSV ({err})", path, reader.line_num) from None
-    return rows
-
-
-def _read_jsonl(text: str, path: Path) -> _Table:
-    objects: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(split_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"invalid JSON ({err.msg} at column {err.colno})", path, number) from None
-        if not isinstance(record, dict):
-            raise UserError("each JSONL line must be a JSON object", path, number)
-        objects.append((number, record))
-    if not objects:
-        return _Table(None, [])
-    header = list(objects[0][1])
-    # A record lacking a key gets fewer cells, so it is skipped like a TSV row with a missing column.
-    rows = [(number, [_cell(record[key]) for key in header if key in record]) for number, record in objects]
-    return _Table(header, rows)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""  # a null label counts as empty
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _read_table(path: Path) -> _Table:
-    text = read_task_text(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(text, path)
-    return _Table(None, _read_csv(text, path) if suffix == ".csv" else _read_tsv(text))
+def _read_rows(path: Path, bad_rows: BadRows) -> tuple[list[str] | None, list[Row]]:
+    """The file's header (JSONL only; TSV/CSV rows may start with one) and its non-blank rows."""
+    table = read_table(path, bad_rows)
+    return table.header, list(table.rows)
 
 
 def _position(column: int, width: int) -> int | None:
@@ -144,10 +85,10 @@ def _training_headers(spec: TaskSpec) -> list[list[str]]:
     return [names, [name for i, name in enumerate(names) if i != label]]
 
 
-def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
+def _first_row_is_header(spec: TaskSpec, rows: list[Row], width: int) -> bool:
     """Whether the first row names the columns: columns are asked for by name, it repeats the training
     header, or its label cell is no label but looks like a column name."""
-    first = [cell.strip() for cell in table.rows[0][1]]
+    first = [cell.strip() for cell in rows[0][1]]
     columns = [spec.text_column, spec.text_pair_column, spec.label_column]
     if any(isinstance(column, str) for column in columns) or first in _training_headers(spec):
         return True
@@ -157,7 +98,7 @@ def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
     label = first[label_index]
     if spec.task == "regression":
         return not _is_number(label)
-    other_labels = {cells[label_index].strip() for _, cells in table.rows[1:] if label_index < len(cells)}
+    other_labels = {cells[label_index].strip() for _, cells in rows[1:] if label_index < len(cells)}
     if label in other_labels or label in spec.labels:
         return False
     numeric_labels = bool(other_labels) and all(_is_number(value) for value in other_labels)
@@ -168,26 +109,25 @@ def _first_row_is_header(spec: TaskSpec, table: _Table, width: int) -> bool:
 
 
 def read_table_examples(
-    spec: TaskSpec, path: Path, *, require_labels: bool
+    spec: TaskSpec, path: Path, *, require_labels: bool, bad_rows: BadRows | None = None
 ) -> tuple[list[TextExample], list[str] | None]:
     """Examples of a TSV/CSV/JSONL file and its header row (None without one); see the module notes."""
-    table = _read_table(path)
-    if not table.rows:
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
+    header, rows = _read_rows(path, bad_rows)
+    if not rows:
         raise UserError("the file has no rows", path)
-    header = table.header
-    width = len(header) if header is not None else Counter(len(c) for _, c in table.rows).most_common(1)[0][0]
+    width = len(header) if header is not None else Counter(len(c) for _, c in rows).most_common(1)[0][0]
     if header is None:
-        has_header = spec.header if spec.header is not None else _first_row_is_header(spec, table, width)
+        has_header = spec.header if spec.header is not None else _first_row_is_header(spec, rows, width)
         if has_header:
-            header = [cell.strip() for cell in table.rows.pop(0)[1]]
+            header = [cell.strip() for cell in rows.pop(0)[1]]
             width = len(header)
     columns = _resolve_columns(spec, header, width, path, require_labels)
-    examples, skipped = _rows_to_examples(spec, table.rows, width, columns, path)
-    warn_skipped(path, skipped)
+    examples = _rows_to_examples(spec, keep_width(path, rows, width, bad_rows, separator_hint(path)), columns,
+                                 path, bad_rows)
+    bad_rows.report(path)
     if not examples:
-        raise UserError(
-            f"no usable rows ({sum(map(len, skipped.values()))} skipped, see the warning above)", path
-        )
+        raise UserError(f"no usable rows ({bad_rows.count_in(path)} skipped, see the warning above)", path)
     return examples, header
 
 
@@ -213,33 +153,37 @@ def _resolve_columns(
 
 def _rows_to_examples(
     spec: TaskSpec,
-    rows: list[tuple[int, list[str]]],
-    width: int,
+    rows: Iterable[Row],
     columns: tuple[int, int | None, int | None],
     path: Path,
-) -> tuple[list[TextExample], dict[str, list[int]]]:
+    bad_rows: BadRows,
+) -> list[TextExample]:
     text_index, pair_index, label_index = columns
     known_labels = set(spec.labels)
     clean = repair_html if spec.unescape_html else str
     examples: list[TextExample] = []
-    skipped: dict[str, list[int]] = {}
     for line, cells in rows:
-        if len(cells) != width:
-            skipped.setdefault(f"{len(cells)} columns instead of {width}", []).append(line)
-            continue
         label = None
         if label_index is not None:
             label = cells[label_index].strip()
-            if not label:
-                skipped.setdefault("an empty label", []).append(line)
+            problem = _label_problem(spec, label, known_labels)
+            if problem is not None:
+                bad_rows.reject(path, line, *problem)
                 continue
-            if spec.task == "regression" and not _is_number(label):
-                raise UserError(f"regression label {label!r} is not a number", path, line)
-            if known_labels and spec.task != "regression" and label not in known_labels:
-                raise UserError(f"unknown label {label!r}; the training labels are {spec.labels}", path, line)
         pair = clean(cells[pair_index]).strip() if pair_index is not None else None
         examples.append(TextExample(clean(cells[text_index]).strip(), pair, label, line))
-    return examples, skipped
+    return examples
+
+
+def _label_problem(spec: TaskSpec, label: str, known_labels: set[str]) -> tuple[str, str] | None:
+    """(message, kind) of a label the task cannot use, None for a good one."""
+    if not label:
+        return "empty label", "an empty label"
+    if spec.task == "regression" and not _is_number(label):
+        return f"regression label {label!r} is not a number", "a label that is not a number"
+    if known_labels and spec.task != "regression" and label not in known_labels:
+        return f"unknown label {label!r}; the training labels are {spec.labels}", "an unknown label"
+    return None
 
 
 def sorted_labels(labels: Iterable[str]) -> list[str]:

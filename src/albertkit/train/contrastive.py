@@ -8,6 +8,7 @@ correlation between cosine similarity and the gold score of held-out sentence pa
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +23,19 @@ from albertkit.errors import UserError
 from albertkit.inference.embed import (
     POOLINGS,
     Encoder,
-    iter_input_texts,
     pad_batch,
     pool_embeddings,
     with_special_tokens,
 )
 from albertkit.inference.sentence_transformers_folder import write_sentence_transformers_modules
+from albertkit.io.tables import (
+    BadRows,
+    iter_input_texts,
+    keep_width,
+    read_table,
+    reporting_skipped_rows,
+    separator_hint,
+)
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import AlbertModel, AlbertOutput
@@ -69,17 +77,34 @@ class SentencePairs:
     scores: np.ndarray
 
 
-def read_sentence_pairs(path: str | Path, columns: tuple[int, int, int] = (0, 1, 2)) -> SentencePairs:
-    """sentence1, sentence2, score columns of a .tsv/.csv (AFQMC's layout by default); a header row is skipped."""
-    first, second, raw = ([text for _, text in iter_input_texts(path, column)] for column in columns)
-    if raw and not _is_number(raw[0]):
-        first, second, raw = first[1:], second[1:], raw[1:]
-    if not raw:
+def read_sentence_pairs(path: str | Path, columns: tuple[int, int, int] = (0, 1, 2),
+                        bad_rows: BadRows | None = None) -> SentencePairs:
+    """sentence1, sentence2, score columns of a .tsv/.csv/.jsonl (AFQMC's layout by default), read once; a first row
+    whose score is no number is a header. Later rows without a numeric score are bad rows (`bad_rows`' policy)."""
+    path, bad_rows = Path(path), bad_rows if bad_rows is not None else BadRows()
+    table = read_table(path, bad_rows)
+    rows = table.rows
+    first = next(rows, None)
+    if first is None:
         raise UserError("no sentence pairs in the file", path)
-    bad = next((i for i, value in enumerate(raw) if not _is_number(value)), None)
-    if bad is not None:
-        raise UserError(f"score {raw[bad]!r} is not a number", path, bad + 1)
-    return SentencePairs(first, second, np.array(raw, dtype=np.float64))
+    width = len(table.header or first[1])
+    if max(columns) >= width:
+        raise UserError(f"sentence pairs need {max(columns) + 1} columns; the first row has {width}", path, first[0])
+    if table.header is not None or _is_number(first[1][columns[2]]):
+        rows = itertools.chain([first], rows)
+    first_texts, second_texts, scores = [], [], []
+    for number, cells in keep_width(path, rows, width, bad_rows, separator_hint(path)):
+        score = cells[columns[2]]
+        if not _is_number(score):
+            bad_rows.reject(path, number, f"score {score!r} is not a number", "a score that is not a number")
+            continue
+        first_texts.append(cells[columns[0]])
+        second_texts.append(cells[columns[1]])
+        scores.append(float(score))
+    bad_rows.report(path)
+    if not scores:
+        raise UserError("no sentence pairs in the file", path)
+    return SentencePairs(first_texts, second_texts, np.array(scores, dtype=np.float64))
 
 
 def _is_number(value: str) -> bool:
@@ -196,12 +221,14 @@ def train_sentence_embeddings(
     albert = AlbertModel.from_pretrained(model_dir, hidden_dropout_prob=options.dropout,
                                          attention_probs_dropout_prob=options.dropout)
     max_length = min(options.max_seq_length, albert.config.max_position_embeddings)
-    anchors, positives, mode = read_training_sentences(tokenizer, sentences, pairs, options.positive_threshold,
-                                                       max_length)
+    bad_rows = BadRows(options.skip_bad_rows)
+    with reporting_skipped_rows():
+        anchors, positives, mode = read_training_sentences(tokenizer, sentences, pairs, options.positive_threshold,
+                                                           max_length, bad_rows)
+        held_out = read_sentence_pairs(eval_pairs, bad_rows=bad_rows) if eval_pairs is not None else None
     if len(anchors) < options.batch_size:
         raise UserError(f"{len(anchors)} training examples, fewer than one batch of {options.batch_size}",
                         sentences or pairs)
-    held_out = read_sentence_pairs(eval_pairs) if eval_pairs is not None else None
     info = {"mode": mode, "base_model": str(model_dir), "temperature": options.temperature,
             "dropout": [original.hidden_dropout_prob, original.attention_probs_dropout_prob]}
     task = ContrastiveTask(tokenizer, anchors, positives, held_out, options, options.seed, info)
@@ -222,7 +249,8 @@ def train_sentence_embeddings(
 
 
 def read_training_sentences(
-    tokenizer: Any, sentences: str | Path | None, pairs: str | Path | None, positive_threshold: float, max_length: int
+    tokenizer: Any, sentences: str | Path | None, pairs: str | Path | None, positive_threshold: float, max_length: int,
+    bad_rows: BadRows | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None, str]:
     """(anchors, positives, mode) as token ids: `sentences` give anchors without positives (unsupervised), `pairs`
     give the pairs scored at least `positive_threshold` (supervised)."""
@@ -232,10 +260,12 @@ def read_training_sentences(
                                    max_length)
 
     if sentences is not None:
-        texts = [text for _, text in iter_input_texts(sentences, 0 if Path(sentences).suffix in (".tsv", ".csv")
-                                                      else None) if text.strip()]
+        column = 0 if Path(sentences).suffix in (".tsv", ".csv") else None
+        texts = [text for _, text in iter_input_texts(sentences, column, bad_rows=bad_rows) if text.strip()]
+        if bad_rows is not None:
+            bad_rows.report(sentences)
         return tokenize(texts), None, "unsupervised"
-    labeled = read_sentence_pairs(pairs)
+    labeled = read_sentence_pairs(pairs, bad_rows=bad_rows)
     keep = np.flatnonzero(labeled.scores >= positive_threshold)
     return (tokenize([labeled.first[i] for i in keep]), tokenize([labeled.second[i] for i in keep]),
             "supervised")

@@ -21,10 +21,10 @@ from torch import nn
 
 from albertkit.errors import UserError
 from albertkit.inference.predict import load_finetuned
+from albertkit.io.tables import reporting_skipped_rows
 from albertkit.modeling.config import PRESETS, AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForTokenClassification, AlbertModel, AlbertOutput
-from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples
 from albertkit.train.finetune import FinetuningTask
 from albertkit.train.loop import TrainResult, train

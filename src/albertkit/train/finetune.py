@@ -20,6 +20,7 @@ import torch
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
 from albertkit.inference.predict import evaluate_features, evaluate_model
+from albertkit.io.tables import BadRows, reporting_skipped_rows
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import (
     AlbertForQuestionAnswering,
@@ -28,7 +29,6 @@ from albertkit.modeling.model import (
 )
 from albertkit.report.render import write_report
 from albertkit.runtime.console import say
-from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.metrics import primary_metric
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
 from albertkit.tokenization.loading import load_tokenizer
@@ -200,9 +200,12 @@ def run_finetuning(
     if options.task is None:
         raise UserError("no task: pass --task or set `task:` in the config file")
     tokenizer = load_tokenizer(model_dir)
+    bad_rows = BadRows(options.skip_bad_rows)
     with reporting_skipped_rows():
-        spec, train_examples = read_train_examples(_task_spec(options), train_path)
-        dev_examples = read_examples(spec, dev_path)
+        spec, train_examples = read_train_examples(_task_spec(options), train_path, bad_rows)
+        dev_examples = read_examples(spec, dev_path, bad_rows=bad_rows)
+    if bad_rows.skip:
+        say(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples{bad_rows.summary()}")
     if not train_examples or not dev_examples:
         raise UserError("no examples to train on" if not train_examples else "no dev examples",
                         train_path if not train_examples else dev_path)
@@ -217,13 +220,14 @@ def run_finetuning(
     save_settings(out_dir, options, "finetune", {"model": model_dir, "train": train_path, "dev": dev_path,
                                                  "test": test_path}, resume)
     info = {"task": options.task, "data": str(train_path), "train_examples": len(train_examples),
-            "dev_examples": len(dev_examples), "labels": spec.labels,
+            "dev_examples": len(dev_examples), "skipped_rows": bad_rows.count, "labels": spec.labels,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     result = train(model, task_impl, options, out_dir, resume=resume, run_info=info, callbacks=callbacks)
     if is_main_process():
         say(f"report: {write_report(out_dir)}")
     if test_path is not None:
-        test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json")
+        test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json",
+                                      bad_rows=BadRows(options.skip_bad_rows))
         say("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
     return result

@@ -23,9 +23,9 @@ from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
 from albertkit.inference.predict import evaluate_features, load_finetuned
 from albertkit.io.atomic import atomic_folder
+from albertkit.io.tables import reporting_skipped_rows
 from albertkit.modeling.folder import ALBERTKIT_INFO, read_model_info, write_model_folder
 from albertkit.modeling.pruning import prune_ffn, prune_heads, shared_layers
-from albertkit.tasks.files import reporting_skipped_rows
 from albertkit.tasks.spec import featurize, read_examples
 from albertkit.train.finetune import FinetuneSettings, train_task_model
 
