@@ -62,7 +62,7 @@ TABLE_TAB = "(a tab inside a text?)"
     ("no-text-column.tsv", b"sentence\tlabel\ngood\t1\n", ["--text-column", "text"],
      "{path}:1: no column 'text' in the header (sentence, label)"),
     ("column-index.tsv", b"sentence\tlabel\ngood\t1\n", ["--text-column", "5"],
-     "{path}:1: no column 5: the first row has 2 columns"),
+     "{path}:1: no text column 5: the first row has 2 columns"),
     ("blank-table.tsv", b"sentence\tlabel\n\n\t1\n", [], "{path}: no texts in the file: every text is blank"),
 ])
 def test_embed_stops_on_unusable_files(folders, tmp_path, capsys, name, data, extra, message) -> None:
