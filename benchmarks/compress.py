@@ -30,7 +30,8 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.inference.export import export_model
-from albertkit.inference.predict import evaluate_model, load_finetuned, run_features
+from albertkit.inference.predict import evaluate_model, load_finetuned
+from albertkit.inference.predictor import run_features
 from albertkit.tasks.spec import featurize, read_examples
 from albertkit.train.distill import run_distillation
 from albertkit.train.finetune import run_finetuning

@@ -66,6 +66,10 @@ def test_classifier_learns_and_keeps_the_best(classifier):
     evals = [r for r in read_log(classifier) if r["kind"] == "eval"]
     assert max(r["accuracy"] for r in evals) == pytest.approx(test["accuracy"])
     assert sum(map(sum, test["confusion_matrix"])) == 80
+    # the test figures reach the model card too
+    recorded = best["evaluations"]["test"]
+    assert recorded["metrics"]["accuracy"] == pytest.approx(test["accuracy"]) and recorded["examples"] == 80
+    assert "test" in (classifier / "best" / "README.md").read_text()
 
 
 def test_best_folder_loads_in_transformers_with_the_same_logits(classifier, sentiment_files):

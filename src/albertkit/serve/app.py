@@ -39,6 +39,11 @@ class TextsRequest(BaseModel):
     texts: list[StrictStr] = Field(min_length=1, examples=[["a gripping, beautifully acted film"]])
 
 
+class ClassifyRequest(TextsRequest):
+    text_pairs: list[StrictStr] | None = Field(
+        None, description="the second text of each pair, for a sentence-pair model (one per text)")
+
+
 class FillMaskRequest(TextsRequest):
     texts: list[StrictStr] = Field(min_length=1, examples=[["the film was [MASK] ."]])
     top_k: int = Field(5, ge=1, le=100, description="candidates per [MASK]")
@@ -212,10 +217,15 @@ def create_app(
         }
 
     @app.post("/v1/classify", tags=["inference"], dependencies=authorized)
-    async def classify(body: TextsRequest) -> dict[str, Any]:
-        """Class probabilities per text (sequence-classification models)."""
+    async def classify(body: ClassifyRequest) -> dict[str, Any]:
+        """Class probabilities per text or text pair (sequence-classification models); regression: a score."""
         check_limits(body.texts)
-        return {"results": await run("classify", body.texts)}
+        if body.text_pairs is None:
+            return {"results": await run("classify", body.texts)}
+        check_limits(body.text_pairs)
+        if len(body.text_pairs) != len(body.texts):
+            raise HTTPException(422, f"{len(body.texts)} texts but {len(body.text_pairs)} text_pairs")
+        return {"results": await run("classify", list(zip(body.texts, body.text_pairs, strict=True)))}
 
     @app.post("/v1/embed", tags=["inference"], dependencies=authorized)
     async def embed(body: TextsRequest) -> dict[str, Any]:

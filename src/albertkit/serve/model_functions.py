@@ -10,18 +10,14 @@ import numpy as np
 import torch
 
 from albertkit.inference.embed import Encoder, pad_batch
-from albertkit.inference.predict import run_features
+from albertkit.inference.predictor import Predictor, architecture_of, folder_spec
 from albertkit.modeling.folder import read_model_info
 from albertkit.runtime.device import autocast
-from albertkit.tasks.metrics import entity_spans
-from albertkit.tasks.ner import most_central, word_windows
-from albertkit.tasks.qa import QaExample, featurize_qa, qa_best_spans
-from albertkit.tasks.spec import TaskSpec
+from albertkit.tasks.base import label_names
 from albertkit.tokenization.loading import tokenizer_summary
 
 TASKS = ("classify", "embed", "fill-mask", "ner", "qa")
-NER_WINDOWS_PER_PASS = 64  # windows of long NER texts go through the model this many at a time
-QA_WINDOWS_PER_PASS = 32  # question + context windows (up to max_seq_length each) per forward pass
+PREDICT_BATCH = 32  # features (QA and long NER texts: windows) per forward pass of a task head
 
 
 class TaskModel:
@@ -41,14 +37,15 @@ class TaskModel:
         # An ONNX export runs its head's outputs only: no embeddings or fill-mask, which read the encoder's layers.
         encoder_layers = self.encoder.albert is not None
         functions: dict[str, Callable[[list[Any]], list[Any]]] = {"embed": self.embed} if encoder_layers else {}
-        if self.architecture == "AlbertForSequenceClassification":
-            functions["classify"] = self.classify
         if self.architecture in ("AlbertForMaskedLM", "AlbertForPreTraining") and encoder_layers:
             functions["fill-mask"] = self.fill_mask
-        if self.architecture == "AlbertForTokenClassification":
-            functions["ner"] = self.ner
-        if self.architecture == "AlbertForQuestionAnswering":
-            functions["qa"] = self.answer
+        # A task head answers through the Predictor, as `albertkit predict` does, at its task's endpoint.
+        spec = folder_spec(model_dir, self.model)
+        self.predictor = None if spec is None else Predictor.from_model(self.model, self.tokenizer, spec,
+                                                                        PREDICT_BATCH)
+        if self.predictor is not None:
+            endpoint = self.predictor.task.endpoint
+            functions[endpoint] = {"classify": self.classify, "ner": self.ner, "qa": self.answer}[endpoint]
         self.functions = {name: self._in_precision(fn) for name, fn in functions.items()}
 
     def _in_precision(self, function: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
@@ -63,9 +60,7 @@ class TaskModel:
     @property
     def architecture(self) -> str:
         """The head's class name (an ONNX export's from its config.json)."""
-        if isinstance(self.model, torch.nn.Module):
-            return type(self.model).__name__
-        return (self.model.config.architectures or ["AlbertModel"])[0]
+        return architecture_of(self.model)
 
     @property
     def tasks(self) -> list[str]:
@@ -74,9 +69,7 @@ class TaskModel:
     @property
     def labels(self) -> list[str]:
         """Label names of a classification or NER head, by id."""
-        config = self.model.config
-        id2label = config.id2label or {i: f"LABEL_{i}" for i in range(config.num_labels)}
-        return [id2label[i] for i in range(len(id2label))]
+        return self.predictor.spec.labels if self.predictor is not None else label_names(self.model.config)
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
@@ -98,22 +91,20 @@ class TaskModel:
         return list(self.encoder.encode(texts, batch_size=max(1, len(texts)), pooling=self.pooling,
                                         show_progress=False))
 
-    @torch.inference_mode()
-    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        """{"label", "score", "scores": {label: probability}} per text; regression heads give {"score"}."""
-        _, input_ids, attention_mask = self._batch(texts)
-        logits = self.model(input_ids, attention_mask=attention_mask).logits.float()
-        config = self.model.config
-        if config.problem_type == "regression" or config.num_labels == 1:
-            return [{"score": float(v)} for v in logits[:, 0]]
-        multi_label = config.problem_type == "multi_label_classification"
-        probabilities = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
-        labels = self.labels
-        return [
-            {"label": labels[int(row.argmax())], "score": float(row.max()),
-             "scores": {label: float(p) for label, p in zip(labels, row, strict=True)}}
-            for row in probabilities
-        ]
+    def classify(self, items: list[Any]) -> list[dict[str, Any]]:
+        """{"label", "score", "scores": {label: probability}} per text (or (text, pair)); multi-label heads add
+        "labels" (every label at probability 0.5 or more); regression heads give {"score"}. The numbers are
+        `albertkit predict`'s: the same Predictor makes them."""
+        results = []
+        for record in self.predictor.predict_inputs(items):
+            if "value" in record:
+                results.append({"score": record["value"]})
+                continue
+            probabilities = record["probabilities"]
+            best = max(probabilities, key=probabilities.__getitem__)
+            result = {"label": record.get("label", best), "score": probabilities[best], "scores": probabilities}
+            results.append({**result, "labels": record["labels"]} if "labels" in record else result)
+        return results
 
     @torch.inference_mode()
     def fill_mask(self, items: list[tuple[str, int]]) -> list[list[list[dict[str, Any]]]]:
@@ -141,61 +132,24 @@ class TaskModel:
             row += n_masks
         return results
 
-    @torch.inference_mode()
     def ner(self, texts: list[str]) -> list[dict[str, Any]]:
         """{"tokens": [{"token", "label", "score"}], "entities": [{"type", "text", "start", "end", "char_start",
-        "char_end"}]} per text.
-
-        start/end index the tokens (end exclusive; [CLS] and [SEP] are left out), char_start/char_end the text,
-        and an entity's text is text[char_start:char_end]. A text longer than the model's max_length runs as
-        overlapping windows, each token labeled by its most central window.
-        """
-        tok = self.tokenizer
-        encoded = tok.encode_with_offsets(texts)
-        pieces = [np.asarray(ids, dtype=np.int64) for ids, _ in encoded]
-        size = self.encoder.max_length - 2
-        spans = [(i, first, end) for i, ids in enumerate(pieces)
-                 for first, end in word_windows(np.arange(len(ids)), np.arange(1, len(ids) + 1), size)]
-        windows: list[list[tuple[int, np.ndarray]]] = [[] for _ in texts]
-        for start in range(0, len(spans), NER_WINDOWS_PER_PASS):
-            chunk = spans[start : start + NER_WINDOWS_PER_PASS]
-            sequences = [np.array([tok.cls_token_id, *pieces[i][a:b], tok.sep_token_id]) for i, a, b in chunk]
-            input_ids, attention_mask = pad_batch(sequences, tok.pad_token_id)
-            logits = self.model(input_ids, attention_mask=attention_mask).logits.float()
-            probabilities = torch.softmax(logits, dim=-1).numpy()
-            for row, (i, a, b) in enumerate(chunk):
-                windows[i].append((a, probabilities[row, 1 : 1 + b - a]))
-        labels = np.array(self.labels, dtype=object)
+        "char_end"}]} per text: the tokens are the words the model was fine-tuned to tag (whitespace-separated, or
+        characters for character-level NER), start/end index them (end exclusive), char_start/char_end the text.
+        A text longer than max_seq_length runs as overlapping windows of whole words, as `albertkit predict` does."""
+        examples = self.predictor.examples(texts)
         results = []
-        for text, ids, (_, offsets), text_windows in zip(texts, pieces, encoded, windows, strict=True):
-            probs = most_central(len(ids), text_windows, fill=0.0)
-            tags = labels[probs.argmax(axis=-1)].tolist()
-            tokens = [
-                {"token": token, "label": tag, "score": float(score)}
-                for token, tag, score in zip(tok.convert_ids_to_tokens(ids.tolist()), tags, probs.max(axis=-1).tolist(),
-                                             strict=True)
-            ]
-            entities = []
-            for kind, start, end in entity_spans(tags):
-                char_start, char_end = offsets[start][0], offsets[end - 1][1]
-                entities.append({"type": kind, "text": text[char_start:char_end], "start": start, "end": end,
-                                 "char_start": char_start, "char_end": char_end})
+        for example, record in zip(examples, self.predictor.predict(examples), strict=True):
+            tokens = [{"token": word, "label": tag, "score": score}
+                      for word, tag, score in zip(example.words, record["tags"], record["scores"], strict=True)]
+            entities = [{"type": e["type"], "text": e["text"], "start": e["words"][0], "end": e["words"][1],
+                         "char_start": e["start"], "char_end": e["end"]} for e in record["entities"]]
             results.append({"tokens": tokens, "entities": entities})
         return results
 
-    @torch.inference_mode()
     def answer(self, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """For each (question, context): {"answer", "start", "end", "score"}, the best span of the context
         (context[start:end]); "" with start = end = -1 when a SQuAD 2.0 model finds no answer. Long contexts run
         as overlapping windows, with the settings the model was fine-tuned with."""
-        stored = self.info.get("task_spec")
-        length = self.encoder.max_length
-        spec = TaskSpec.from_dict(stored) if stored else TaskSpec(
-            "qa", max_seq_length=length, max_query_length=min(64, length // 2), doc_stride=min(128, length // 4))
-        examples = [QaExample(str(i), question, context) for i, (question, context) in enumerate(items)]
-        features = featurize_qa(spec, self.tokenizer, examples, show_progress=False)
-        outputs = run_features(self.model, features, batch_size=QA_WINDOWS_PER_PASS, pad_id=self.tokenizer.pad_token_id)
-        spans = qa_best_spans(features, [o["start_logits"] for o in outputs], [o["end_logits"] for o in outputs],
-                              version_2=spec.version_2)
-        return [{"answer": spans[ex.id].text, "start": spans[ex.id].start, "end": spans[ex.id].end,
-                 "score": spans[ex.id].score if np.isfinite(spans[ex.id].score) else None} for ex in examples]
+        return [{key: record[key] for key in ("answer", "start", "end", "score")}
+                for record in self.predictor.predict_inputs(items)]

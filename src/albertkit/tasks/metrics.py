@@ -15,24 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from albertkit.tasks.base import TASK_NAMES, Task, get_task
 from albertkit.tokenization.cjk import CJK_IDEOGRAPH
-
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1", "mcc"),
-    "pair": ("accuracy", "macro_f1", "mcc"),
-    "regression": ("pearson", "spearman", "mse"),
-    "ner": ("precision", "recall", "f1"),
-    "qa": ("exact_match", "f1"),
-}
-
-_PRIMARY_METRIC = {
-    "classification": "accuracy",
-    "pair": "accuracy",
-    # Spearman: rank correlation is what STS-style evaluations report and ignores the output scale.
-    "regression": "spearman",
-    "ner": "f1",
-    "qa": "f1",
-}
 
 
 def _as_arrays(
@@ -259,32 +243,20 @@ def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequen
 
 
 def compute_metrics(task: str, predictions: object, references: object) -> dict[str, float]:
-    """The metric set for a task type (see TASK_METRICS).
+    """The scores of a registered task type (its `metric_names`).
 
     classification / pair: label ids; regression: floats; ner: one tag list per sentence;
     qa: {id: answer text} predictions and {id: [gold texts]} references.
     """
-    if task in ("classification", "pair"):
-        return {
-            "accuracy": accuracy(predictions, references),
-            "macro_f1": macro_f1(predictions, references),
-            "mcc": matthews_corrcoef(predictions, references),
-        }
-    if task == "regression":
-        return {
-            "pearson": pearson(predictions, references),
-            "spearman": spearman(predictions, references),
-            "mse": mse(predictions, references),
-        }
-    if task == "ner":
-        return entity_scores(predictions, references)
-    if task == "qa":
-        return squad_scores(predictions, references)
-    raise ValueError(f"unknown task type {task!r}; expected one of {sorted(TASK_METRICS)}")
+    return _task(task).scores(predictions, references)
 
 
 def primary_metric(task: str) -> str:
     """The metric that model selection and early stopping follow for a task type."""
-    if task not in _PRIMARY_METRIC:
-        raise ValueError(f"unknown task type {task!r}; expected one of {sorted(TASK_METRICS)}")
-    return _PRIMARY_METRIC[task]
+    return _task(task).primary_metric
+
+
+def _task(name: str) -> Task:
+    if name not in TASK_NAMES:
+        raise ValueError(f"unknown task type {name!r}; expected one of {sorted(TASK_NAMES)}")
+    return get_task(name)

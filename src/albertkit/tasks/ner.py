@@ -9,6 +9,7 @@ line, split into words by the spec's word_split.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -21,8 +22,9 @@ import numpy as np
 from albertkit.errors import UserError
 from albertkit.io.tables import BadRows
 from albertkit.runtime.console import progress_bar
+from albertkit.tasks.base import Task, label_names, register
 from albertkit.tasks.files import read_task_text, split_lines
-from albertkit.tasks.metrics import entity_spans
+from albertkit.tasks.metrics import entity_scores, entity_spans
 
 if TYPE_CHECKING:
     from albertkit.tasks.spec import TaskSpec
@@ -314,24 +316,40 @@ def most_central(total: int, windows: Iterable[tuple[int, np.ndarray]], fill: fl
     return chosen if chosen is not None else np.full(total, fill)
 
 
-def ner_word_tags(
+def ner_word_probabilities(
     spec: TaskSpec, features: list[dict[str, Any]], logits: Sequence[np.ndarray]
-) -> list[list[str]]:
-    """Predicted tag of every word of every sentence (the argmax at its labeled token).
+) -> list[np.ndarray]:
+    """Per sentence, a (words, labels) array: the softmax at each word's labeled token, taken from the window
+    where the word sits most centrally (`most_central`); a row of zeros for a word in no window (longer than
+    max_seq_length on its own).
 
     `logits` holds one (tokens, num_labels) array per feature; rows padded past the feature's length are fine.
-    A word seen in several windows takes the tag of its most central one (`most_central`); a word in no
-    window (longer than max_seq_length on its own) gets O.
     """
-    labels = np.array([*spec.labels, "O"], dtype=object)  # id -1 (no window) reads as O
     windows: dict[int, list[tuple[int, np.ndarray]]] = {}
     num_words: dict[int, int] = {}
     for feature, feature_logits in zip(features, logits, strict=True):
         index = feature["example_index"]
-        ids = np.asarray(feature_logits)[feature["word_positions"]].argmax(axis=-1)
-        windows.setdefault(index, []).append((feature["first_word"], ids))
+        at_words = np.asarray(feature_logits, dtype=np.float64)[feature["word_positions"]]
+        shifted = np.exp(at_words - at_words.max(axis=-1, keepdims=True)) if len(at_words) else at_words
+        probabilities = shifted / shifted.sum(axis=-1, keepdims=True) if len(at_words) else at_words
+        windows.setdefault(index, []).append((feature["first_word"], probabilities.reshape(-1, len(spec.labels))))
         num_words[index] = feature["num_words"]
-    return [labels[most_central(num_words[i], windows[i], fill=-1)].tolist() for i in sorted(windows)]
+    return [most_central(num_words[i], windows[i], fill=0.0).reshape(num_words[i], len(spec.labels))
+            for i in sorted(windows)]
+
+
+def word_tags(spec: TaskSpec, probabilities: np.ndarray) -> tuple[list[str], list[float]]:
+    """The tag and its probability for each word of one sentence (O, 0.0 for a word in no window)."""
+    labels = np.array([*spec.labels, "O"], dtype=object)
+    ids = np.where(probabilities.max(axis=-1, initial=0.0) > 0, probabilities.argmax(axis=-1), -1)
+    return labels[ids].tolist(), probabilities.max(axis=-1, initial=0.0).tolist()
+
+
+def ner_word_tags(
+    spec: TaskSpec, features: list[dict[str, Any]], logits: Sequence[np.ndarray]
+) -> list[list[str]]:
+    """Predicted tag of every word of every sentence (see `ner_word_probabilities`); O for a word in no window."""
+    return [word_tags(spec, probabilities)[0] for probabilities in ner_word_probabilities(spec, features, logits)]
 
 
 def ner_entities(example: NerExample, tags: Sequence[str]) -> list[NerEntity]:
@@ -343,3 +361,61 @@ def ner_entities(example: NerExample, tags: Sequence[str]) -> list[NerEntity]:
         start, stop = example.offsets[first][0], example.offsets[end - 1][1]
         entities.append(NerEntity(entity_type, start, stop, example.text[start:stop]))
     return entities
+
+
+@register
+class NerTask(Task):
+    """Tags per word: token classification on each word's first real piece, long sentences as windows."""
+
+    name = "ner"
+    head = "AlbertForTokenClassification"
+    endpoint = "ner"
+    metric_names = ("precision", "recall", "f1")
+    primary_metric = "f1"
+
+    def spec_from_config(self, architecture: str, config: Any) -> dict[str, Any] | None:
+        if architecture != self.head:
+            return None
+        return {"task": self.name, "labels": label_names(config),
+                "max_seq_length": min(self.default_max_seq_length, config.max_position_embeddings)}
+
+    def read_train(self, spec: TaskSpec, path: Path, bad_rows: BadRows) -> tuple[TaskSpec, list[Any]]:
+        """Sentences, the tag set (O first) and, when every word is one character, character-level tags."""
+        examples = read_ner_examples(spec, path, require_tags=True, bad_rows=bad_rows)
+        updates: dict[str, Any] = {
+            "labels": spec.labels or sorted_tags(itertools.chain.from_iterable(ex.tags for ex in examples))
+        }
+        if max(map(len, itertools.chain.from_iterable(ex.words for ex in examples))) == 1:
+            # Single characters throughout: character-level tags, so sentences are the characters run together.
+            updates["word_split"] = "char"
+            examples = [NerExample.from_words(ex.words, ex.tags, ex.line, "char") for ex in examples]
+        return dataclasses.replace(spec, **updates), examples
+
+    def read(self, spec: TaskSpec, path: Path, require_labels: bool, bad_rows: BadRows) -> list[Any]:
+        return read_ner_examples(spec, path, require_tags=require_labels, bad_rows=bad_rows)
+
+    def example(self, spec: TaskSpec, item: Any, index: int) -> NerExample:
+        return NerExample.from_text(item, spec.word_split, index + 1)
+
+    def featurize(self, spec: TaskSpec, tokenizer: Any, examples: list[Any]) -> list[dict[str, Any]]:
+        return featurize_ner(spec, tokenizer, examples)
+
+    def decode(self, spec: TaskSpec, examples: list[Any], features: list[dict[str, Any]],
+               outputs: list[dict[str, np.ndarray]]) -> tuple[Any, list[dict[str, Any]]]:
+        """Tags per sentence, and records {"tags", "scores", "entities": [{"type", "start", "end", "text",
+        "words"}]}: start/end index the sentence's text, words = [first word, end word)."""
+        all_tags, records = [], []
+        probabilities = ner_word_probabilities(spec, features, [o["logits"] for o in outputs])
+        for example, word_probabilities in zip(examples, probabilities, strict=True):
+            tags, scores = word_tags(spec, word_probabilities)
+            entities = [{**vars(entity), "words": [first, end]} for entity, (_, first, end)
+                        in zip(ner_entities(example, tags), entity_spans(tags), strict=True)]
+            all_tags.append(tags)
+            records.append({"tags": tags, "scores": scores, "entities": entities})
+        return all_tags, records
+
+    def references(self, spec: TaskSpec, examples: list[Any]) -> Any:
+        return [ex.tags for ex in examples]
+
+    def scores(self, predictions: Any, references: Any) -> dict[str, float]:
+        return entity_scores(predictions, references)

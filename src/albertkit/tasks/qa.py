@@ -8,6 +8,7 @@ text through normalization and unknown characters), so answers come back as exac
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -21,7 +22,9 @@ import numpy as np
 from albertkit.errors import UserError
 from albertkit.io.tables import BadRows
 from albertkit.runtime.console import progress_bar
+from albertkit.tasks.base import Task, register
 from albertkit.tasks.files import read_task_text
+from albertkit.tasks.metrics import squad_scores
 from albertkit.tasks.ner import split_words
 
 if TYPE_CHECKING:
@@ -298,3 +301,68 @@ def qa_predictions(
     """{question id: answer text} ("" for no answer); `qa_best_spans` gives the character spans and scores."""
     spans = qa_best_spans(features, start_logits, end_logits, n_best, max_answer_length, version_2)
     return {qid: prediction.text for qid, prediction in spans.items()}
+
+
+@register
+class QaTask(Task):
+    """Extractive QA: the best span of the context over its windows; SQuAD exact match and F1."""
+
+    name = "qa"
+    head = "AlbertForQuestionAnswering"
+    head_modules = ("qa_outputs",)
+    endpoint = "qa"
+    metric_names = ("exact_match", "f1")
+    primary_metric = "f1"
+    default_max_seq_length = 384
+
+    def complete_spec(self, spec: TaskSpec) -> None:
+        if spec.max_seq_length < spec.max_query_length + 3 + 8:
+            raise UserError(
+                f"max_seq_length {spec.max_seq_length} leaves too little room for context after a question of "
+                f"up to max_query_length {spec.max_query_length} tokens: raise it or lower max_query_length"
+            )
+
+    def num_labels(self, spec: TaskSpec) -> int:
+        return 2
+
+    def head_config(self, spec: TaskSpec) -> dict[str, Any]:
+        return {"id2label": None}
+
+    def spec_from_config(self, architecture: str, config: Any) -> dict[str, Any] | None:
+        if architecture != self.head:
+            return None
+        length = min(512, config.max_position_embeddings)
+        return {"task": self.name, "max_seq_length": length, "max_query_length": min(64, length // 2),
+                "doc_stride": min(128, length // 4)}
+
+    def read_train(self, spec: TaskSpec, path: Path, bad_rows: BadRows) -> tuple[TaskSpec, list[Any]]:
+        """Questions; a file with an unanswerable question makes the task SQuAD 2.0 (version_2)."""
+        examples = read_squad_examples(path, bad_rows)
+        version_2 = spec.version_2 or any(ex.is_impossible for ex in examples)
+        return dataclasses.replace(spec, version_2=version_2), examples
+
+    def read(self, spec: TaskSpec, path: Path, require_labels: bool, bad_rows: BadRows) -> list[Any]:
+        return read_squad_examples(path, bad_rows)
+
+    def example(self, spec: TaskSpec, item: Any, index: int) -> QaExample:
+        question, context = item
+        return QaExample(str(index), question, context)
+
+    def featurize(self, spec: TaskSpec, tokenizer: Any, examples: list[Any]) -> list[dict[str, Any]]:
+        return featurize_qa(spec, tokenizer, examples)
+
+    def decode(self, spec: TaskSpec, examples: list[Any], features: list[dict[str, Any]],
+               outputs: list[dict[str, np.ndarray]]) -> tuple[Any, list[dict[str, Any]]]:
+        """{id: answer text}, and records {"id", "answer", "start", "end", "score"}: answer = context[start:end],
+        "" with start = end = -1 for no answer; score None where no span was possible."""
+        spans = qa_best_spans(features, [o["start_logits"] for o in outputs], [o["end_logits"] for o in outputs],
+                              version_2=spec.version_2)
+        records = [{"id": ex.id, "answer": spans[ex.id].text, "start": spans[ex.id].start, "end": spans[ex.id].end,
+                    "score": spans[ex.id].score if np.isfinite(spans[ex.id].score) else None} for ex in examples]
+        return {ex.id: spans[ex.id].text for ex in examples}, records
+
+    def references(self, spec: TaskSpec, examples: list[Any]) -> Any:
+        return {ex.id: ex.answer_texts for ex in examples}
+
+    def scores(self, predictions: Any, references: Any) -> dict[str, float]:
+        return squad_scores(predictions, references)

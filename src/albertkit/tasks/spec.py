@@ -5,8 +5,8 @@
     features = featurize(spec, tokenizer, dev)                                  # dicts of lists, see collate
 
 The `TaskSpec` (task type, label set, column options) is saved in the model folder's albertkit.json, so
-prediction reads files the way training did. Readers live in tasks_table (TSV/CSV/JSONL), tasks_ner
-(CoNLL and one-sentence-per-line tags) and tasks_qa (SQuAD JSON).
+prediction reads files the way training did. The work is done by the spec's registered task (`tasks.base`):
+classification, multi_label, pair, regression, ner, qa.
 """
 
 from __future__ import annotations
@@ -14,26 +14,21 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from albertkit.errors import UserError
 from albertkit.io.atomic import write_text_atomic
 from albertkit.io.tables import BadRows, SkippedRowsWarning
-from albertkit.tasks import ner as tasks_ner
-from albertkit.tasks import qa as tasks_qa
-from albertkit.tasks import table as tasks_table
+from albertkit.tasks.base import TASK_NAMES, get_task
 from albertkit.tasks.ner import NerEntity, NerExample, ner_entities, ner_word_tags, split_words
 from albertkit.tasks.qa import QaExample, QaPrediction, qa_best_spans, qa_predictions
 from albertkit.tasks.table import TextExample
 
-TASK_TYPES = ("classification", "pair", "regression", "ner", "qa")
-TEXT_TASKS = ("classification", "pair", "regression")
 WORD_SPLITS = ("whitespace", "char")
 
 __all__ = [
-    "TASK_TYPES",
+    "TASK_NAMES",
     "TaskSpec",
     "read_train_examples",
     "read_examples",
@@ -80,21 +75,14 @@ class TaskSpec:
     version_2: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_TYPES:
-            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_TYPES)}")
+        task = get_task(self.task)
         if self.word_split not in WORD_SPLITS:
             raise UserError(f"word_split must be one of {', '.join(WORD_SPLITS)} (got {self.word_split!r})")
-        if self.task == "pair" and self.text_pair_column is None:
-            self.text_pair_column = 1  # sentence1, sentence2, label: the usual pair layout
         if self.max_seq_length is None:
-            self.max_seq_length = 384 if self.task == "qa" else 128
+            self.max_seq_length = task.default_max_seq_length
         if self.max_seq_length < 8:
             raise UserError(f"max_seq_length must be at least 8 (got {self.max_seq_length})")
-        if self.task == "qa" and self.max_seq_length < self.max_query_length + 3 + 8:
-            raise UserError(
-                f"max_seq_length {self.max_seq_length} leaves too little room for context after a question of "
-                f"up to max_query_length {self.max_query_length} tokens: raise it or lower max_query_length"
-            )
+        task.complete_spec(self)
         self.labels = [str(label) for label in self.labels]
         if len(set(self.labels)) != len(self.labels):
             raise UserError(f"labels repeat a name: {self.labels}")
@@ -102,7 +90,7 @@ class TaskSpec:
     @property
     def num_labels(self) -> int:
         """Outputs of the task head: one per label, 1 for regression, 2 (start, end) for QA."""
-        return {"regression": 1, "qa": 2}.get(self.task, len(self.labels))
+        return get_task(self.task).num_labels(self)
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -151,36 +139,12 @@ Example = TextExample | NerExample | QaExample
 def read_train_examples(
     spec: TaskSpec, path: str | Path, bad_rows: BadRows | None = None
 ) -> tuple[TaskSpec, list[Example]]:
-    """Read the training file and complete the spec from it: label set, header row, NER word split, QA version.
+    """Read the training file and complete the spec from it (label set, header row, NER word split, QA version).
 
     Labels come out sorted (numerically when they all look like numbers; NER: "O" first, then by type);
     labels given in `spec.labels` are kept in their order and checked instead.
     """
-    path, bad_rows = Path(path), bad_rows if bad_rows is not None else BadRows()
-    if spec.task in TEXT_TASKS:
-        examples, column_names = tasks_table.read_table_examples(spec, path, require_labels=True, bad_rows=bad_rows)
-        labels = spec.labels or tasks_table.sorted_labels({ex.label for ex in examples})
-        if spec.task != "regression" and len(labels) < 2:
-            raise UserError(
-                f"the training file has only one label ({labels[0]!r}): a classifier needs two", path
-            )
-        updates: dict[str, Any] = {"column_names": column_names}
-        if spec.task != "regression":
-            updates["labels"] = labels
-        return dataclasses.replace(spec, **updates), examples
-    if spec.task == "ner":
-        examples = tasks_ner.read_ner_examples(spec, path, require_tags=True, bad_rows=bad_rows)
-        updates = {
-            "labels": spec.labels or tasks_ner.sorted_tags(chain.from_iterable(ex.tags for ex in examples))
-        }
-        if max(map(len, chain.from_iterable(ex.words for ex in examples))) == 1:
-            # Single characters throughout: character-level tags, so sentences are the characters run together.
-            updates["word_split"] = "char"
-            examples = [NerExample.from_words(ex.words, ex.tags, ex.line, "char") for ex in examples]
-        return dataclasses.replace(spec, **updates), examples
-    examples = tasks_qa.read_squad_examples(path, bad_rows)
-    version_2 = spec.version_2 or any(ex.is_impossible for ex in examples)
-    return dataclasses.replace(spec, version_2=version_2), examples
+    return get_task(spec.task).read_train(spec, Path(path), bad_rows if bad_rows is not None else BadRows())
 
 
 def read_examples(
@@ -188,27 +152,19 @@ def read_examples(
 ) -> list[Example]:
     """Read a dev, test or prediction file the way the training file was read.
 
-    Labels outside `spec.labels` are an error naming the file and line. With `require_labels=False`,
-    files without a label column (or NER files without tags) give examples whose label is None.
-    Bad rows follow `bad_rows` (default: the first one is an error).
+    Labels outside `spec.labels` are bad rows naming the file and line. With `require_labels=False`, files
+    without a label column (or NER files without tags) give examples whose label is None. Bad rows follow
+    `bad_rows` (default: the first one is an error).
     """
-    path, bad_rows = Path(path), bad_rows if bad_rows is not None else BadRows()
-    if spec.task in TEXT_TASKS:
-        return tasks_table.read_table_examples(spec, path, require_labels=require_labels, bad_rows=bad_rows)[0]
-    if spec.task == "ner":
-        return tasks_ner.read_ner_examples(spec, path, require_tags=require_labels, bad_rows=bad_rows)
-    return tasks_qa.read_squad_examples(path, bad_rows)
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
+    return get_task(spec.task).read(spec, Path(path), require_labels, bad_rows)
 
 
 def featurize(spec: TaskSpec, tokenizer: Any, examples: list[Example]) -> list[dict[str, Any]]:
     """Model inputs for each example (QA: each window), as dicts of lists; `batching.collate` pads them.
 
     Every feature has input_ids, token_type_ids and attention_mask, plus labels when the examples have them:
-    an id or float (text tasks), one id per token with -100 off the first piece of each word (NER), or
-    start_positions / end_positions (QA). NER and QA features also carry what post-processing needs.
+    an id, float or multi-hot list (text tasks), one id per token with -100 off the first piece of each word
+    (NER), or start_positions / end_positions (QA). NER and QA features also carry what post-processing needs.
     """
-    if spec.task in TEXT_TASKS:
-        return tasks_table.featurize_text(spec, tokenizer, examples)
-    if spec.task == "ner":
-        return tasks_ner.featurize_ner(spec, tokenizer, examples)
-    return tasks_qa.featurize_qa(spec, tokenizer, examples)
+    return get_task(spec.task).featurize(spec, tokenizer, examples)

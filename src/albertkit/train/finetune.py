@@ -19,17 +19,14 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
-from albertkit.inference.predict import evaluate_features, evaluate_model
+from albertkit.inference.predict import evaluate_model
+from albertkit.inference.predictor import evaluate_features
 from albertkit.io.tables import BadRows, reporting_skipped_rows
-from albertkit.modeling.folder import write_model_folder
-from albertkit.modeling.model import (
-    AlbertForQuestionAnswering,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-)
+from albertkit.modeling.folder import update_model_card, write_model_folder
+from albertkit.modeling.model import HEADS
 from albertkit.report.render import write_report
 from albertkit.runtime.console import say
-from albertkit.tasks.metrics import primary_metric
+from albertkit.tasks.base import TASK_NAMES, get_task
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples, read_train_examples
 from albertkit.tokenization.loading import load_tokenizer
 from albertkit.train.engine import is_main_process
@@ -37,17 +34,8 @@ from albertkit.train.events import TrainCallback
 from albertkit.train.loop import TrainResult, train
 from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
-HEADS = {
-    "classification": AlbertForSequenceClassification,
-    "pair": AlbertForSequenceClassification,
-    "regression": AlbertForSequenceClassification,
-    "ner": AlbertForTokenClassification,
-    "qa": AlbertForQuestionAnswering,
-}
 # Linear layers LoRA adapts: every projection of ALBERT's shared layer (so each adapter serves all layers).
 LORA_TARGETS = ["query", "key", "value", "dense", "ffn", "ffn_output"]
-HEAD_MODULES = {"classification": ["classifier"], "pair": ["classifier"], "regression": ["classifier"],
-                "ner": ["classifier"], "qa": ["qa_outputs"]}
 
 
 
@@ -58,7 +46,7 @@ class FinetuneSettings(TrainSettings):
 
     epochs: float = 3.0
     log_every: int = 20
-    task: str | None = setting(None, "task type (required here or as `task:` in the config file)", choices=HEADS)
+    task: str | None = setting(None, "task type (required here or as `task:` in the config file)", choices=TASK_NAMES)
     text_column: str | int | None = setting(None, "text column: header name or 0-based index", unset="0")
     text_pair_column: str | int | None = setting(None, "second text of a pair: name or index", unset="1")
     label_column: str | int | None = setting(None, "label column: name or index", unset="the last column")
@@ -86,7 +74,7 @@ class FinetuningTask:
         self.train_features, self.dev_examples, self.dev_features = train_features, dev_examples, dev_features
         self.lengths = np.array([len(f["input_ids"]) for f in train_features])
         self.eval_batch_size = eval_batch_size
-        self.metric_name = primary_metric(spec.task)
+        self.metric_name = get_task(spec.task).primary_metric
         self.greater_is_better = self.metric_name != "mse"
         self._epoch_batches: tuple[int, list[np.ndarray]] | None = None
 
@@ -132,14 +120,13 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneSettings) -> torch.nn.Module:
     """The task's head on the encoder of `model_dir`, with LoRA or a frozen encoder when asked."""
-    overrides: dict[str, Any] = {"id2label": spec.id2label if spec.task not in ("regression", "qa") else None}
-    if spec.task == "regression":
-        overrides.update(id2label={0: "LABEL_0"}, problem_type="regression")
+    task = get_task(spec.task)
+    overrides: dict[str, Any] = task.head_config(spec)
     if options.dropout is not None:
         if options.dropout >= 1:
             raise UserError(f"dropout must be below 1, not {options.dropout}")
         overrides.update(hidden_dropout_prob=options.dropout, attention_probs_dropout_prob=options.dropout)
-    model = HEADS[spec.task].from_pretrained(model_dir, **overrides)
+    model = HEADS[task.head].from_pretrained(model_dir, **overrides)
     if model.config.max_position_embeddings < spec.max_seq_length:
         raise UserError(f"max_seq_length {spec.max_seq_length} is above the model's max_position_embeddings "
                         f"{model.config.max_position_embeddings}", Path(model_dir) / "config.json")
@@ -153,7 +140,7 @@ def build_model(spec: TaskSpec, model_dir: str | Path, options: FinetuneSettings
             raise UserError("LoRA needs peft: pip install 'albertkit[train]' (or pip install peft)") from err
         lora = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha or 2 * options.lora_r,
                           lora_dropout=options.lora_dropout, target_modules=LORA_TARGETS,
-                          modules_to_save=HEAD_MODULES[spec.task])
+                          modules_to_save=list(task.head_modules))
         model = get_peft_model(model, lora)
     return model
 
@@ -229,5 +216,6 @@ def run_finetuning(
     if test_path is not None:
         test_metrics = evaluate_model(out_dir / "best", test_path, output=out_dir / "test_metrics.json",
                                       bad_rows=BadRows(options.skip_bad_rows))
+        update_model_card(out_dir / "best", test_metrics, split="test")  # the card shows the test figures too
         say("test: " + json.dumps({k: v for k, v in test_metrics.items() if isinstance(v, float)}))
     return result

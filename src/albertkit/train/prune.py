@@ -21,7 +21,8 @@ import torch
 
 from albertkit.data.batching import collate, length_bucketed_batches
 from albertkit.errors import UserError
-from albertkit.inference.predict import evaluate_features, load_finetuned
+from albertkit.inference.predict import load_finetuned
+from albertkit.inference.predictor import evaluate_features
 from albertkit.io.atomic import atomic_folder
 from albertkit.io.tables import reporting_skipped_rows
 from albertkit.modeling.folder import ALBERTKIT_INFO, read_model_info, write_model_folder
