@@ -11,6 +11,7 @@ from conftest import sample_texts, write_bert_vocab
 
 from albertkit.errors import UserError
 from albertkit.io.tables import BadRows
+from albertkit.tasks.base import get_task
 from albertkit.tasks.files import repair_html
 from albertkit.tasks.metrics import compute_metrics
 from albertkit.tasks.ner import word_windows
@@ -503,3 +504,19 @@ def test_no_warning_on_clean_files(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_train_examples(TaskSpec("classification"), write(tmp_path / "t.tsv", "a\tx\n\nb\ty\n"))
+
+
+def test_multi_label_files_labels_and_features(tmp_path, tokenizer):
+    train = write(tmp_path / "train.tsv", "text\tlabels\ngood music\tmusic\ngreat cast , fine score\tacting,music\n"
+                                          "dull plot\tplot\n")
+    spec, examples = read_train_examples(TaskSpec("multi_label"), train)
+    assert spec.labels == ["acting", "music", "plot"] and spec.num_labels == 3
+    assert [f["labels"] for f in featurize(spec, tokenizer, examples)] == [[0, 1, 0], [1, 1, 0], [0, 0, 1]]
+    dev = write(tmp_path / "dev.tsv", "text\tlabels\nok\tmusic, plot\nbad\tmusic,drums\n")
+    with pytest.raises(UserError, match=r"dev\.tsv:3: unknown label 'drums'; the training labels are"):
+        read_examples(spec, dev)
+    task = get_task("multi_label")
+    predictions = np.array([[False, True, True], [False, True, False]])
+    with pytest.warns(SkippedRowsWarning, match="1 with an unknown label"):
+        gold = task.references(spec, read_examples(spec, dev, bad_rows=BadRows(skip=True)) * 2)
+    assert task.scores(predictions, gold) == {"micro_f1": pytest.approx(2 * 3 / (3 + 4)), "exact_match": 0.5}

@@ -200,3 +200,31 @@ def test_finetune_sigkill_then_resume_is_bitwise_identical(base_model, sentiment
     a = load_file(str(straight / "final" / "model.safetensors"))
     b = load_file(str(killed / "final" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_multi_label_learns_each_label_and_predict_uses_sigmoid(base_model, tmp_path):
+    def rows(n: int, seed: int) -> str:
+        rng = random.Random(seed)
+        lines = ["text\tlabels"]
+        for _ in range(n):
+            words = rng.sample(WORDS, 5)
+            labels = [name for name, word in (("animal", "bird"), ("vehicle", "bus")) if word in words] or ["other"]
+            lines.append(f"the {' the '.join(words)}\t{','.join(labels)}")
+        return "\n".join(lines) + "\n"
+
+    (tmp_path / "train.tsv").write_text(rows(320, 0))
+    (tmp_path / "dev.tsv").write_text(rows(80, 1))
+    out = tmp_path / "run"
+    assert main(["finetune", "--task", "multi_label", "--model", str(base_model), "--out", str(out), "--train",
+                 str(tmp_path / "train.tsv"), "--dev", str(tmp_path / "dev.tsv"), "--epochs", "8", "--lr", "3e-3",
+                 *FAST]) == 0
+    assert json.loads((out / "best" / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert main(["evaluate", "--model", str(out / "best"), "--data", str(tmp_path / "dev.tsv"), "--output",
+                 str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["micro_f1"] > 0.9
+    assert main(["predict", "--model", str(out / "best"), "--input", str(tmp_path / "dev.tsv"), "--output",
+                 str(tmp_path / "p.jsonl")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert set(records[0]["probabilities"]) == {"animal", "other", "vehicle"}
+    both = [r for r, line in zip(records, rows(80, 1).splitlines()[1:], strict=True) if "animal,vehicle" in line]
+    assert both and sum(r["labels"] == ["animal", "vehicle"] for r in both) >= len(both) - 1

@@ -47,7 +47,8 @@ METRICS = {
     "sop_accuracy": ("accuracy", "SOP accuracy"), "loss": ("loss", "loss"),
 }
 TASK_WORDS = {
-    "classification": "text classifier", "pair": "sentence-pair classifier", "regression": "text regressor",
+    "classification": "text classifier", "multi_label": "multi-label text classifier",
+    "pair": "sentence-pair classifier", "regression": "text regressor",
     "ner": "named-entity tagger", "qa": "extractive question-answering model", "pretraining": "pretrained encoder",
     "sentence-embeddings": "sentence-embedding model", "init": "randomly initialised, untrained model",
 }

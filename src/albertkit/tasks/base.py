@@ -30,6 +30,10 @@ class Task:
     head: ClassVar[str]  # the model class name (modeling.model.HEADS) this task trains
     head_modules: ClassVar[tuple[str, ...]] = ("classifier",)  # trained in full beside LoRA adapters
     endpoint: ClassVar[str] = "classify"  # the serve endpoint answering with this task's predictions
+    # What the head outputs, for code that treats outputs alike across tasks (distillation's losses):
+    # "classes" (one softmax per text), "labels" (a sigmoid per label), "value" (one number), "token_classes"
+    # (a softmax per token), "spans" (start and end logits).
+    outputs: ClassVar[str] = "classes"
     metric_names: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]  # what model selection and early stopping follow
     greater_is_better: ClassVar[bool] = True

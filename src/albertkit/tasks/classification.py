@@ -74,6 +74,7 @@ class MultiLabelTask(TextTask):
     """Any number of labels per text: binary cross-entropy per label, sigmoid at prediction."""
 
     name = "multi_label"
+    outputs = "labels"
     head = "AlbertForSequenceClassification"
     metric_names = ("micro_f1", "exact_match")
     primary_metric = "micro_f1"

@@ -368,6 +368,7 @@ class NerTask(Task):
     """Tags per word: token classification on each word's first real piece, long sentences as windows."""
 
     name = "ner"
+    outputs = "token_classes"
     head = "AlbertForTokenClassification"
     endpoint = "ner"
     metric_names = ("precision", "recall", "f1")

@@ -308,6 +308,7 @@ class QaTask(Task):
     """Extractive QA: the best span of the context over its windows; SQuAD exact match and F1."""
 
     name = "qa"
+    outputs = "spans"
     head = "AlbertForQuestionAnswering"
     head_modules = ("qa_outputs",)
     endpoint = "qa"

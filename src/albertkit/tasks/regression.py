@@ -20,6 +20,7 @@ class RegressionTask(TextTask):
     """A number per text: the head's single output, unchanged; Spearman picks the best model."""
 
     name = "regression"
+    outputs = "value"
     head = "AlbertForSequenceClassification"
     metric_names = ("pearson", "spearman", "mse")
     # Spearman: rank correlation is what STS-style evaluations report and ignores the output scale.

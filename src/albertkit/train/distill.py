@@ -25,12 +25,13 @@ from albertkit.io.tables import reporting_skipped_rows
 from albertkit.modeling.config import PRESETS, AlbertConfig
 from albertkit.modeling.folder import write_model_folder
 from albertkit.modeling.model import IGNORE_INDEX, AlbertForTokenClassification, AlbertModel, AlbertOutput
+from albertkit.tasks.base import TASK_NAMES, get_task
 from albertkit.tasks.spec import TaskSpec, featurize, read_examples
 from albertkit.train.finetune import FinetuningTask
 from albertkit.train.loop import TrainResult, train
 from albertkit.train.settings import TrainSettings, load_settings, save_settings, setting
 
-DISTILLABLE = ("classification", "pair", "regression", "ner")
+DISTILLABLE_OUTPUTS = ("classes", "value", "token_classes")  # soft targets are a softmax or a number
 SHAPE_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "embedding_size")
 
 
@@ -97,7 +98,7 @@ class DistillationTask(FinetuningTask):
             teacher_logits, teacher_hidden, _ = head_logits(self.teacher, batch)
         logits, hidden, unpadding = head_logits(model.student, batch)
         labels = batch["labels"]
-        if self.spec.task == "ner":  # per token: real tokens for soft targets, labelled first pieces for hard
+        if get_task(self.spec.task).outputs == "token_classes":  # per token: real tokens for soft targets, labelled first pieces for hard
             real = batch["attention_mask"].bool()
             logits, teacher_logits, labels = logits[real], teacher_logits[real], labels[real]
         o = self.options
@@ -108,7 +109,7 @@ class DistillationTask(FinetuningTask):
         return AlbertOutput(loss=loss, logits=logits)
 
     def _soft(self, logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        if self.spec.task == "regression":
+        if get_task(self.spec.task).outputs == "value":
             return F.mse_loss(logits, teacher_logits)
         t = self.options.temperature
         return F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
@@ -116,7 +117,7 @@ class DistillationTask(FinetuningTask):
 
     def _hard(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The labels' loss over the labelled rows (unlabeled ones: IGNORE_INDEX, or NaN for regression)."""
-        if self.spec.task == "regression":
+        if get_task(self.spec.task).outputs == "value":
             values, known = labels.to(logits.dtype).reshape(-1), ~torch.isnan(labels.to(logits.dtype).reshape(-1))
             return F.mse_loss(logits.reshape(-1)[known], values[known]) if bool(known.any()) else logits.sum() * 0
         labels = labels.reshape(-1)
@@ -172,7 +173,7 @@ def build_student(teacher: nn.Module, student_dir: str | Path | None, preset: st
 
 def unlabeled_features(spec: TaskSpec, tokenizer: Any, path: str | Path) -> list[dict[str, Any]]:
     """Features of a file of unlabeled texts in the task's format, with labels that the hard loss skips."""
-    if spec.task == "ner":
+    if get_task(spec.task).outputs == "token_classes":
         raise UserError("--unlabeled suits classification, pair and regression files; NER needs tags to align")
     with reporting_skipped_rows():
         examples = read_examples(spec, path, require_labels=False)
@@ -180,7 +181,7 @@ def unlabeled_features(spec: TaskSpec, tokenizer: Any, path: str | Path) -> list
         raise UserError("no unlabeled examples", path)
     features = featurize(spec, tokenizer, examples)
     for feature in features:
-        feature["labels"] = math.nan if spec.task == "regression" else IGNORE_INDEX
+        feature["labels"] = math.nan if get_task(spec.task).outputs == "value" else IGNORE_INDEX
     return features
 
 
@@ -191,8 +192,9 @@ def run_distillation(teacher_dir: str | Path, train_path: str | Path, dev_path: 
     """`albertkit distill`: train a student on the teacher's task into OUT (best on dev in OUT/best)."""
     options = load_settings(DistillSettings, config_path, settings)
     teacher, tokenizer, spec = load_finetuned(teacher_dir)
-    if spec.task not in DISTILLABLE:
-        raise UserError(f"distillation supports {', '.join(DISTILLABLE)} teachers, not {spec.task}", teacher_dir)
+    distillable = [name for name in TASK_NAMES if get_task(name).outputs in DISTILLABLE_OUTPUTS]
+    if spec.task not in distillable:
+        raise UserError(f"distillation supports {', '.join(distillable)} teachers, not {spec.task}", teacher_dir)
     torch.manual_seed(options.seed)
     student = build_student(teacher, student_dir, student_preset, shape or {}, options.student_init)
     with reporting_skipped_rows():
