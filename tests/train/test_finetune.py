@@ -140,7 +140,8 @@ def test_ner_predicts_entities_with_offsets(base_model, tmp_path):
     assert main(["predict", "--model", str(out / "best"), "--input", str(conll), "--output", str(tmp_path / "n.jsonl")]) == 0
     record = json.loads((tmp_path / "n.jsonl").read_text().splitlines()[0])
     assert record["tags"] == ["O", "B-PER", "O", "B-LOC"]
-    assert record["entities"][0] == {"type": "PER", "start": 4, "end": 10, "text": "farmer"}
+    assert record["entities"][0] == {"type": "PER", "start": 4, "end": 10, "text": "farmer", "words": [1, 2]}
+    assert len(record["scores"]) == 4 and all(0 < score <= 1 for score in record["scores"])
 
 
 def test_qa_answers_with_spans(base_model, tmp_path):
