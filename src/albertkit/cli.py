@@ -235,7 +235,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
     def run_query(args: argparse.Namespace) -> None:
         print(format_hits(args.texts, query_index(args.index, args.texts, k=args.k, model_dir=args.model,
-                                                        device=args.device, precision=args.precision, backend=args.backend), args.json))
+                                                        device=args.device, precision=args.precision), args.json))
 
     p.set_defaults(func=run_query)
 
