@@ -21,6 +21,7 @@ from albertkit.inference.pretrain_eval import evaluate_pretraining, format_score
 from albertkit.inference.quantize import QUANTIZATIONS
 from albertkit.inference.search import SearchIndex, build_index, format_hits, query_index
 from albertkit.inference.sentence_transformers_folder import save_sentence_transformers
+from albertkit.io.columnar import split_folder
 from albertkit.io.tables import BadRows
 from albertkit.modeling.config import AlbertConfig
 from albertkit.modeling.folder import init_model_folder
@@ -57,7 +58,12 @@ def _add_quantize_flag(parser: argparse.ArgumentParser, more: str = "") -> None:
                         help="int8: PyTorch dynamic quantization of the linear layers, on the CPU" + more)
 
 
-SPLIT_HELP = "the split to read from a DatasetDict folder (default: train)"
+SPLIT_HELP = "the split to read from a DatasetDict folder (default: train for corpora; tables need one)"
+
+
+def _split(path: str | None, split: str | None) -> str | None:
+    """The folder of split `split` of a DatasetDict `path` (the path itself without a split)."""
+    return str(split_folder(path, split)) if split and path else path
 def _add_skip_bad_rows(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip (and count) rows of the input file that cannot be read, instead of stopping at the first")
@@ -142,7 +148,8 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="sentence embeddings of every line of a file")
     p.add_argument("--model", required=True, help="model folder")
-    p.add_argument("--input", help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--input", help="text file (one text per line), .jsonl, .tsv, .csv, parquet, Arrow or a datasets folder")
+    p.add_argument("--split", help=SPLIT_HELP)
     p.add_argument("--output", help="OUT.npy (float32 rows) or OUT.parquet (needs pyarrow)")
     p.add_argument("--save-sentence-transformers", metavar="DIR",
                    help="instead of embedding a file, write DIR: a sentence-transformers model giving these embeddings")
@@ -165,7 +172,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         if not (args.input and args.output):
             raise UserError("embed needs --input FILE and --output OUT.npy (or --save-sentence-transformers DIR)")
         bad_rows = BadRows(args.skip_bad_rows)
-        count = embed_file(args.model, args.input, args.output, text_column=args.text_column,
+        count = embed_file(args.model, _split(args.input, args.split), args.output, text_column=args.text_column,
                            batch_size=args.batch_size, pooling=args.pooling, normalize=not args.no_normalize,
                            device=args.device, precision=args.precision, max_tokens=args.max_tokens,
                            quantize=args.quantize, bad_rows=bad_rows)
@@ -201,7 +208,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         dest="action", required=True)
     p = search.add_parser("build", help="embed the texts of a file into an index folder")
     p.add_argument("--model", required=True, help="model folder")
-    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv or .csv")
+    p.add_argument("--input", required=True, help="text file (one text per line), .jsonl, .tsv, .csv, parquet, Arrow or a datasets folder")
+    p.add_argument("--split", help=SPLIT_HELP)
     p.add_argument("--index", required=True, help="index folder to write")
     p.add_argument("--text-column", help="column name or 0-based index for .tsv/.csv")
     p.add_argument("--batch-size", type=int, default=32)
@@ -217,7 +225,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
     def run_build(args: argparse.Namespace) -> None:
         bad_rows = BadRows(args.skip_bad_rows)
-        count = build_index(args.model, args.input, args.index, text_column=args.text_column,
+        count = build_index(args.model, _split(args.input, args.split), args.index, text_column=args.text_column,
                             batch_size=args.batch_size, pooling=args.pooling, label_column=args.label_column,
                             device=args.device, precision=args.precision, max_tokens=args.max_tokens,
                             index_type=args.index_type, target_recall=args.target_recall, bad_rows=bad_rows)
@@ -416,7 +424,8 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labeled file, as JSON")
     p.add_argument("--model", required=True, help="fine-tuned model folder (e.g. OUT/best)")
-    p.add_argument("--data", required=True, help="labeled file in the training file's format")
+    p.add_argument("--data", required=True, help="labeled file in the training file's format (or parquet, Arrow, a datasets folder)")
+    p.add_argument("--split", help=SPLIT_HELP)
     p.add_argument("--output", default=None, help="JSON file for the metrics (default: printed only)")
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p, " (the float32 figures and the change are reported beside)")
@@ -425,7 +434,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_skip_bad_rows(p)
 
     def run(args: argparse.Namespace) -> None:
-        metrics = evaluate_model(args.model, args.data, args.output, args.batch_size, quantize=args.quantize,
+        metrics = evaluate_model(args.model, _split(args.data, args.split), args.output, args.batch_size, quantize=args.quantize,
                                  device=args.device, precision=args.precision, max_tokens=args.max_tokens,
                                  backend=args.backend, bad_rows=BadRows(args.skip_bad_rows))
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -436,7 +445,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predictions of a fine-tuned model for every example of a file")
     p.add_argument("--model", required=True, help="fine-tuned model folder (e.g. OUT/best)")
-    p.add_argument("--input", required=True, help="file in the training file's format; labels may be absent")
+    p.add_argument("--input", required=True, help="file in the training file's format (or parquet, Arrow, a datasets folder); labels may be absent")
+    p.add_argument("--split", help=SPLIT_HELP)
     p.add_argument("--output", required=True, help="FILE.jsonl (labels, probabilities, entities, answers) or FILE.csv")
     p.add_argument("--batch-size", type=int, default=64)
     _add_quantize_flag(p)
@@ -446,7 +456,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> None:
         bad_rows = BadRows(args.skip_bad_rows)
-        count = predict_file(args.model, args.input, args.output, args.batch_size, quantize=args.quantize,
+        count = predict_file(args.model, _split(args.input, args.split), args.output, args.batch_size, quantize=args.quantize,
                              device=args.device, precision=args.precision, max_tokens=args.max_tokens,
                              backend=args.backend, bad_rows=bad_rows)
         console.say(f"wrote {count:,} predictions to {args.output}{bad_rows.summary()}")

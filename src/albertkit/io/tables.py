@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from albertkit.errors import UserError
+from albertkit.io.columnar import COLUMNAR_SUFFIXES, column_names, is_dataset_folder, iter_rows, split_folder
 from albertkit.io.text import iter_text_lines
 
 Row = tuple[int, list[str]]  # (1-based line number, cells)
@@ -237,14 +238,28 @@ def read_jsonl(path: Path, bad_rows: BadRows) -> Table:
     return table
 
 
+def read_columnar(path: Path, bad_rows: BadRows) -> Table:
+    """Parquet, Arrow (.arrow, .feather) and `datasets` folders (io/columnar.py), a record batch at a time: the
+    column names are the header and each row's values its cells, as JSONL's (null: empty; numbers, lists: JSON).
+    A DatasetDict folder needs a split: its split's folder (DIR/validation), or the command's --split."""
+    path = split_folder(path, None, default=())
+    header = column_names(path)
+    rows = ((number, [_json_cell(row[name]) for name in header]) for _, number, row in iter_rows(path))
+    return Table(path, header, rows)
+
+
+DATASETS_FOLDER = "(datasets folder)"  # the TABLE_FORMATS key of a folder saved by `datasets`
 TABLE_FORMATS: dict[str, Callable[[Path, BadRows], Table]] = {
     ".tsv": read_tsv, ".csv": read_csv, ".jsonl": read_jsonl, ".json": read_jsonl,
+    **dict.fromkeys(COLUMNAR_SUFFIXES, read_columnar), DATASETS_FOLDER: read_columnar,
 }
 
 
 def table_suffix(path: str | Path) -> str:
     """The suffix that names a file's format, below a .gz: "data.tsv.gz" -> ".tsv"."""
     path = Path(path)
+    if is_dataset_folder(path):
+        return DATASETS_FOLDER
     return (path.with_suffix("") if path.suffix.lower() == ".gz" else path).suffix.lower()
 
 
@@ -322,14 +337,14 @@ def iter_input_rows(
     """(line number, text, label) of each data row, as `iter_input_texts` reads them; the label (None without a
     `label_column`) is a column of a table given by header name or index (negative: from the end)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not is_dataset_folder(path):
         raise UserError("no such file", path)
     column = TextColumn.parse(text_column)
     if not is_table(path):
         if column.name not in (None, "text") or column.index not in (None, 0):
-            raise UserError("only .tsv, .csv and .jsonl files have text columns", path)
+            raise UserError("only tables (.tsv, .csv, .jsonl, parquet, Arrow, datasets) have text columns", path)
         if label_column is not None:
-            raise UserError("only .tsv, .csv and .jsonl files have a label column", path)
+            raise UserError("only tables (.tsv, .csv, .jsonl, parquet, Arrow, datasets) have a label column", path)
         for _, number, text in iter_text_lines(path):
             yield number, text, None
         return
