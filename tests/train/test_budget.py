@@ -149,3 +149,21 @@ def test_a_run_stopped_by_the_clock_logs_its_last_steps(tmp_path):
     assert result.stopped_because == "time_budget" and result.steps == 3
     assert [r["step"] for r in read_log(tmp_path) if r["kind"] == "train"] == [3]
     assert result.tokens_per_second > 0
+
+
+class SlowStartTask(ClockedTask):
+    """The first steps take 10 s (a busy machine, a cold start), the rest 1 s."""
+
+    def micro_batches(self, *args):
+        self.clock.now += 9.0 if self.clock.now < 60 else 0.0
+        return super().micro_batches(*args)
+
+
+def test_a_slow_start_does_not_fix_the_end(tmp_path):
+    clock = Clock()
+    settings = TrainSettings(**{**BUDGET, "time_budget_minutes": 5.0, "eval_every": 1000, "warmup_steps": 50})
+    result = train(new_model(), SlowStartTask(clock), settings, tmp_path, clock=clock)
+    plans = [r["planned_steps"] for r in read_log(tmp_path) if r["kind"] == "schedule"]
+    # The first plan, from 10 s steps, ends at step 30; re-plans as the measured steps double follow the faster pace.
+    assert plans[0] == 30 and plans[-1] == result.steps
+    assert result.stopped_because == "time_budget" and clock.now >= 300 - 15 and result.steps > 200

@@ -24,6 +24,7 @@ class TimeBudget:
         self.started = clock() - spent_seconds
         self._mark: tuple[int, float] | None = None  # (step, time) where the measurement starts
         self.planned = planned  # True once the first plan is made (a resumed run keeps its plan till it evaluates)
+        self._planned_at: int | None = None  # the step of this process's last plan
 
     @property
     def limited(self) -> bool:
@@ -43,16 +44,19 @@ class TimeBudget:
 
     def plan_due(self, step: int, warmup_steps: int, evaluated: bool, end: int) -> bool:
         """Whether to plan now: once enough steps are measured (early in warmup, so that a warmup given as a
-        share of the steps can follow the plan), again at the end of warmup and after each evaluation, until the
-        schedule's `end`. The same on every process (it depends on steps only): all of them join the broadcast."""
+        share of the steps can follow the plan), again whenever the measured steps have doubled since the last
+        plan (a slow start, a busy machine, must not fix the end for good), at the end of warmup and after each
+        evaluation, until the schedule's `end`. The same on every process (it depends on steps only): all of
+        them join the broadcast."""
         if self.seconds is None or self._mark is None or step - self._mark[0] < MIN_MEASURED_STEPS or step >= end:
             return False
-        return not self.planned or evaluated or step == warmup_steps
+        doubled = self._planned_at is not None and step - self._mark[0] >= 2 * (self._planned_at - self._mark[0])
+        return not self.planned or evaluated or step == warmup_steps or doubled
 
     def plan(self, step: int) -> tuple[int, float]:
         """(the step at which the budget runs out at the pace measured so far, seconds per step)."""
         assert self.seconds is not None and self._mark is not None
-        self.planned = True
+        self.planned, self._planned_at = True, step
         seconds_per_step = (self.clock() - self._mark[1]) / (step - self._mark[0])
         left = max(0.0, self.seconds - self.spent())
         return step + max(1, int(left / max(seconds_per_step, 1e-9))), seconds_per_step
