@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,53 @@ class BodySizeLimit:
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
+@dataclass
+class Service:
+    """What every endpoint shares: the model's batch functions, the search index and the request limits."""
+
+    task_model: TaskModel
+    batchers: dict[str, MicroBatcher]
+    index: SearchIndex | None
+    api_key: str | None
+    max_batch: int
+    max_chars: int
+    max_texts: int
+
+    async def require_api_key(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def check_limits(self, texts: list[str]) -> None:
+        if len(texts) > self.max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {self.max_texts}")
+        for i, text in enumerate(texts):
+            if len(text) > self.max_chars:
+                raise HTTPException(413, f"text {i} has {len(text)} characters; the limit is {self.max_chars}")
+
+    async def run(self, task: str, items: list[Any]) -> list[Any]:
+        batcher = self.batchers.get(task)
+        if batcher is None:
+            raise HTTPException(404, f"this model ({type(self.task_model.model).__name__}) does not support {task}; "
+                                     f"it supports: {', '.join(self.task_model.tasks)}")
+        return await batcher.submit(items)
+
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        # One model thread: forward passes run one after another, each using all of torch's intra-op threads.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="albertkit-model")
+        for batcher in self.batchers.values():
+            batcher.executor = executor
+        yield
+        for batcher in self.batchers.values():
+            await batcher.stop()
+            batcher.executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 def create_app(
     model_dir: str | Path,
     api_key: str | None = None,
@@ -145,49 +193,21 @@ def create_app(
     task_model = TaskModel(model_dir, pooling=index.meta["pooling"] if index else "mean", quantize=quantize,
                            device=device, precision=precision, backend=backend)
     batchers = {task: MicroBatcher(fn, None, max_batch, max_wait_ms) for task, fn in task_model.functions.items()}
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # One model thread: forward passes run one after another, each using all of torch's intra-op threads.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="albertkit-model")
-        for batcher in batchers.values():
-            batcher.executor = executor
-        yield
-        for batcher in batchers.values():
-            await batcher.stop()
-            batcher.executor = None
-        executor.shutdown(wait=False, cancel_futures=True)
-
+    service = Service(task_model, batchers, index, api_key, max_batch, max_chars, max_texts)
     app = FastAPI(
-        title="albertkit", version=albertkit.__version__, lifespan=lifespan,
+        title="albertkit", version=albertkit.__version__, lifespan=service.lifespan,
         description=f"ALBERT inference for {Path(model_dir).name} ({type(task_model.model).__name__}).",
     )
     app.state.task_model = task_model
     app.state.batchers = batchers
     app.add_middleware(BodySizeLimit, max_bytes=max_texts * max_chars * BYTES_PER_CHAR + BODY_OVERHEAD)
+    _add_error_handlers(app)
+    _add_service_routes(app, service)
+    _add_inference_routes(app, service)
+    return app
 
-    async def require_api_key(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                headers={"WWW-Authenticate": "Bearer"})
 
-    def check_limits(texts: list[str]) -> None:
-        if len(texts) > max_texts:
-            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {max_texts}")
-        for i, text in enumerate(texts):
-            if len(text) > max_chars:
-                raise HTTPException(413, f"text {i} has {len(text)} characters; the limit is {max_chars}")
-
-    async def run(task: str, items: list[Any]) -> list[Any]:
-        batcher = batchers.get(task)
-        if batcher is None:
-            raise HTTPException(404, f"this model ({type(task_model.model).__name__}) does not support {task}; "
-                                     f"it supports: {', '.join(task_model.tasks)}")
-        return await batcher.submit(items)
-
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
         # The offending input is left out: echoing a large body back would double its cost.
@@ -199,22 +219,33 @@ def create_app(
         logger.exception("request failed", exc_info=err)
         return JSONResponse({"detail": f"internal error: {type(err).__name__}"}, status_code=500)
 
-    authorized = [Depends(require_api_key)]
 
+def _add_service_routes(app: FastAPI, service: Service) -> None:
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness: answers while the server runs; says whether /v1/ endpoints want an API key."""
-        return {"status": "ok", "auth_required": api_key is not None}
+        return {"status": "ok", "auth_required": service.api_key is not None}
 
-    @app.get("/v1/model", tags=["service"], dependencies=authorized)
+    @app.get("/v1/model", tags=["service"], dependencies=[Depends(service.require_api_key)])
     async def model_info() -> dict[str, Any]:
         """The served model: head, tasks, labels, sizes, the search index, request limits and batching counts."""
+        index = service.index
         return {
-            **task_model.describe(),
+            **service.task_model.describe(),
             "index": None if index is None else {"count": len(index), "pooling": index.meta["pooling"]},
-            "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_batch": max_batch},
-            "batching": {task: {"forward_passes": b.forward_passes, "texts": b.items_done} for task, b in batchers.items()},
+            "limits": {"max_texts": service.max_texts, "max_chars": service.max_chars, "max_batch": service.max_batch},
+            "batching": {task: {"forward_passes": b.forward_passes, "texts": b.items_done}
+                         for task, b in service.batchers.items()},
         }
+
+    @app.get("/", include_in_schema=False)
+    async def demo() -> HTMLResponse:
+        return HTMLResponse(DEMO_PAGE.read_text(encoding="utf-8"))
+
+
+def _add_inference_routes(app: FastAPI, service: Service) -> None:
+    authorized = [Depends(service.require_api_key)]
+    check_limits, run = service.check_limits, service.run
 
     @app.post("/v1/classify", tags=["inference"], dependencies=authorized)
     async def classify(body: ClassifyRequest) -> dict[str, Any]:
@@ -232,13 +263,13 @@ def create_app(
         """Unit-length sentence embeddings (any model)."""
         check_limits(body.texts)
         vectors = await run("embed", body.texts)
-        return {"embeddings": [v.tolist() for v in vectors], "dimension": task_model.encoder.dimension}
+        return {"embeddings": [v.tolist() for v in vectors], "dimension": service.task_model.encoder.dimension}
 
     @app.post("/v1/fill-mask", tags=["inference"], dependencies=authorized)
     async def fill_mask(body: FillMaskRequest) -> dict[str, Any]:
         """Candidates for every [MASK] of each text (masked-LM and pretraining models)."""
         check_limits(body.texts)
-        if "fill-mask" in batchers:
+        if "fill-mask" in service.batchers:
             missing = [i for i, text in enumerate(body.texts) if MASK not in text]
             if missing:
                 raise HTTPException(422, f"text {missing[0]} has no {MASK} to fill")
@@ -261,17 +292,12 @@ def create_app(
     async def search(body: SearchRequest) -> dict[str, Any]:
         """The k nearest indexed texts by cosine similarity (when the server was given an index)."""
         check_limits(body.texts)
-        if index is None:
+        if service.index is None:
             raise HTTPException(404, "no search index loaded: start the server with --index DIR")
         queries = np.stack(await run("embed", body.texts))
-        hits = await asyncio.get_running_loop().run_in_executor(batchers["embed"].executor, index.hits, queries, body.k)
+        hits = await asyncio.get_running_loop().run_in_executor(service.batchers["embed"].executor,
+                                                                service.index.hits, queries, body.k)
         return {"results": [[vars(hit) for hit in text_hits] for text_hits in hits]}
-
-    @app.get("/", include_in_schema=False)
-    async def demo() -> HTMLResponse:
-        return HTMLResponse(DEMO_PAGE.read_text(encoding="utf-8"))
-
-    return app
 
 
 def serve(
