@@ -37,6 +37,7 @@ def test_every_example_of_the_api_docs_runs(tmp_path, monkeypatch, capsys):
     assert namespace["metrics"]["examples"] == 100
     assert namespace["metrics"]["accuracy"] == pytest.approx(namespace["sentiment"].best_metric)
     assert namespace["vectors"].shape == (2, 256)
+    assert [r["label"] in ("positive", "negative") for r in namespace["records"]] == [True, True]
     assert (tmp_path / "runs" / "simcse" / "final" / "modules.json").is_file()
     printed = capsys.readouterr().out
     assert f"{namespace['metrics']['accuracy']} 100" in printed
