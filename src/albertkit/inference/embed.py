@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from albertkit.tokenization.loading import load_tokenizer
 POOLINGS = ("mean", "cls", "pooler")
 # Texts per chunk when streaming a file: bounds memory whatever the file's size.
 STREAM_CHUNK = 8192
+T = TypeVar("T")
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,48 +213,56 @@ def embed_file(
     if skipped["blank line"]:
         print(f"{input_path}: skipped {skipped['blank line']:,} blank line(s) of the table")
     encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens, quantize=quantize)
-
-    def chunks() -> Iterator[list[str]]:
-        texts: list[str] = []
-        # The second pass meets the bad rows the first one counted: skip them again without counting.
-        for _, text in iter_input_texts(input_path, text_column, bad_rows=BadRows(bad_rows.skip)):
-            texts.append(text)
-            if len(texts) == chunk_size:
-                yield texts
-                texts = []
-        if texts:
-            yield texts
-
-    def embedded_chunks() -> Iterator[np.ndarray]:
-        with progress_bar(total=count, desc=f"embed {Path(input_path).name}", unit="text") as progress:
-            for texts in chunks():
-                yield encoder.encode(texts, batch_size, pooling, normalize, show_progress=False)
-                progress.update(len(texts))
-
-    def write_npy(tmp: Path) -> None:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, encoder.dimension))
-        row = 0
-        for vectors in embedded_chunks():
-            matrix[row:row + len(vectors)] = vectors
-            row += len(vectors)
-        matrix.flush()
-        del matrix
-
-    def write_parquet(tmp: Path) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pa.schema([("row", pa.int64()), ("embedding", pa.list_(pa.float32(), encoder.dimension))])
-        row = 0
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for vectors in embedded_chunks():
-                values = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), encoder.dimension)
-                rows = pa.array(np.arange(row, row + len(vectors), dtype=np.int64))
-                writer.write_table(pa.Table.from_arrays([rows, values], schema=schema))
-                row += len(vectors)
-
-    write_atomic(output_path, write_npy if suffix == ".npy" else write_parquet)
+    # The second pass meets the bad rows the first one counted: skip them again without counting.
+    texts = (text for _, text in iter_input_texts(input_path, text_column, bad_rows=BadRows(bad_rows.skip)))
+    with progress_bar(total=count, desc=f"embed {Path(input_path).name}", unit="text") as progress:
+        vectors = (encoder.encode(chunk, batch_size, pooling, normalize, show_progress=False)
+                   for chunk in in_chunks(texts, chunk_size, progress))
+        write = write_npy_rows if suffix == ".npy" else _write_parquet_rows
+        write_atomic(output_path, lambda tmp: write(tmp, vectors, count, encoder.dimension))
     return count
+
+
+def in_chunks(items: Iterable[T], size: int, progress: Any = None) -> Iterator[list[T]]:
+    """Lists of `size` consecutive items (the last one shorter); `progress` is updated as each list is done."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            if progress is not None:
+                progress.update(len(chunk))
+            chunk = []
+    if chunk:
+        yield chunk
+        if progress is not None:
+            progress.update(len(chunk))
+
+
+def write_npy_rows(path: Path, vector_chunks: Iterable[np.ndarray], count: int, dimension: int) -> None:
+    """A (count, dimension) float32 .npy at `path`, filled chunk by chunk through a memory map."""
+    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dimension))
+    row = 0
+    for vectors in vector_chunks:
+        matrix[row:row + len(vectors)] = vectors
+        row += len(vectors)
+    matrix.flush()
+    del matrix
+
+
+def _write_parquet_rows(path: Path, vector_chunks: Iterable[np.ndarray], count: int, dimension: int) -> None:
+    """The same rows as a parquet file of (row, embedding) records (`count` is implied by the chunks)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("row", pa.int64()), ("embedding", pa.list_(pa.float32(), dimension))])
+    row = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for vectors in vector_chunks:
+            values = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dimension)
+            rows = pa.array(np.arange(row, row + len(vectors), dtype=np.int64))
+            writer.write_table(pa.Table.from_arrays([rows, values], schema=schema))
+            row += len(vectors)
 
 
 def _require_pyarrow() -> None:

@@ -27,7 +27,7 @@ from albertkit.inference.ann import (
     require_faiss,
     write_ann,
 )
-from albertkit.inference.embed import STREAM_CHUNK, Encoder
+from albertkit.inference.embed import STREAM_CHUNK, Encoder, in_chunks, write_npy_rows
 from albertkit.io.atomic import atomic_folder, file_sha256
 from albertkit.io.tables import BadRows, iter_input_rows, reporting_skipped_rows
 from albertkit.modeling.config import CONFIG_NAME
@@ -105,27 +105,14 @@ def build_index(
         raise UserError("no texts in the file", input_path)
     encoder = Encoder(model_dir, device, precision=precision, max_tokens=max_tokens)
     with atomic_folder(index_dir, INDEX_META, "search index") as tmp:
-        vectors = np.lib.format.open_memmap(tmp / INDEX_VECTORS, mode="w+", dtype=np.float32,
-                                            shape=(count, encoder.dimension))
-        row = 0
+        # The second pass meets the bad rows the first one counted: skip them again without counting.
+        rows = (row for row in iter_input_rows(input_path, text_column, label_column, bad_rows=BadRows(bad_rows.skip))
+                if row[1].strip() and (row[2] is None or row[2].strip()))
         with open(tmp / INDEX_TEXTS, "w", encoding="utf-8") as texts_file, \
                 progress_bar(total=count, desc="index", unit="text") as progress:
-            chunk: list[tuple[int, str, str | None]] = []
-            # The second pass meets the bad rows the first one counted: skip them again without counting.
-            again = BadRows(bad_rows.skip)
-            rows = (row for row in iter_input_rows(input_path, text_column, label_column, bad_rows=again)
-                    if row[1].strip() and (row[2] is None or row[2].strip()))
-            for item in rows:
-                chunk.append(item)
-                if len(chunk) == chunk_size:
-                    row = _add_chunk(encoder, chunk, vectors, row, texts_file, batch_size, pooling)
-                    progress.update(len(chunk))
-                    chunk = []
-            if chunk:
-                row = _add_chunk(encoder, chunk, vectors, row, texts_file, batch_size, pooling)
-                progress.update(len(chunk))
-        vectors.flush()
-        del vectors
+            vectors = (_embed_and_record(encoder, chunk, texts_file, batch_size, pooling)
+                       for chunk in in_chunks(rows, chunk_size, progress))
+            write_npy_rows(tmp / INDEX_VECTORS, vectors, count, encoder.dimension)
         ann = add_approximate_index(tmp, index_type, target_recall) if index_type != "exact" else None
         meta = {
             "format": FORMAT_VERSION, "model_sha256": model_identity(model_dir),
@@ -163,14 +150,12 @@ def _count_rows(input_path: str | Path, text_column: str | int | None, label_col
     return count, labels
 
 
-def _add_chunk(
-    encoder: Encoder, chunk: list[tuple[int, str, str | None]], vectors: np.ndarray, row: int, texts_file: Any,
-    batch_size: int, pooling: str,
-) -> int:
-    vectors[row:row + len(chunk)] = encoder.encode([t for _, t, _ in chunk], batch_size, pooling, show_progress=False)
+def _embed_and_record(encoder: Encoder, chunk: list[tuple[int, str, str | None]], texts_file: Any, batch_size: int,
+                      pooling: str) -> np.ndarray:
+    """The chunk's vectors; its lines, texts and labels are appended to the index's texts file."""
     texts_file.writelines(json.dumps({"line": line, "text": text, **({"label": label.strip()} if label is not None else {})},
                                      ensure_ascii=False) + "\n" for line, text, label in chunk)
-    return row + len(chunk)
+    return encoder.encode([t for _, t, _ in chunk], batch_size, pooling, show_progress=False)
 
 
 class SearchIndex:
