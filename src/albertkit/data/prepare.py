@@ -68,9 +68,7 @@ def prepare_pretraining_data(
     """
     started = time.perf_counter()
     _check_options(max_seq_length, tokenizer_dir, config, lang, whole_word_mask, valid_fraction)
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise UserError(f"shard index must be in 0 .. {num_shards - 1} for {num_shards} shard(s), not {shard_index}"
-                        if num_shards >= 1 else f"num_shards must be at least 1, not {num_shards}")
+    _check_slice(num_shards, shard_index)
     files = resolve_text_files(inputs)
     if not files:
         raise UserError("no input files given")
@@ -95,24 +93,27 @@ def prepare_pretraining_data(
         tokenizer.save_pretrained(tmp / "tokenizer")
         index = {
             **_tokenizer_entries(tokenizer, tokenizer_dir),
-            "max_seq_length": max_seq_length,
-            "lang": lang,
-            "documents_by_language": dict(sorted(languages.items())),
-            "whole_word_mask": whole_word_mask,
-            "valid_fraction": valid_fraction,
-            "seed": seed,
+            "max_seq_length": max_seq_length, "lang": lang, "documents_by_language": dict(sorted(languages.items())),
+            "whole_word_mask": whole_word_mask, "valid_fraction": valid_fraction, "seed": seed,
             **({"shard": {"index": shard_index, "count": num_shards}} if num_shards > 1 else {}),
-            "inputs": [
-                {"path": str(f), "bytes": input_bytes(f), "skipped_lines": dict(stats.skipped.get(str(f), {}))}
-                for f in files
-            ],
-            "skipped_lines": stats.skipped_by_reason(),
-            "splits": splits,
+            "inputs": _input_entries(files, stats), "skipped_lines": stats.skipped_by_reason(), "splits": splits,
         }
         write_index(tmp, index)
     summary = _summary(index, out_dir, time.perf_counter() - started)
     say(format_summary(summary))
     return summary
+
+
+def _check_slice(num_shards: int, shard_index: int) -> None:
+    if num_shards < 1:
+        raise UserError(f"num_shards must be at least 1, not {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"shard index must be in 0 .. {num_shards - 1} for {num_shards} shard(s), not {shard_index}")
+
+
+def _input_entries(files: list[Path], stats: CorpusStats) -> list[dict[str, Any]]:
+    return [{"path": str(f), "bytes": input_bytes(f), "skipped_lines": dict(stats.skipped.get(str(f), {}))}
+            for f in files]
 
 
 def _check_options(max_seq_length: int, tokenizer_dir: str | Path, config: str | Path | None, lang: str,
