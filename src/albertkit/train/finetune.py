@@ -165,6 +165,15 @@ def train_task_model(model: torch.nn.Module, spec: TaskSpec, tokenizer: Any, tra
     return train(model, task_impl, options, run_dir, run_info=info)
 
 
+def finetune_settings(task: str | None, config_path: str | Path | None, settings: dict[str, Any]) -> FinetuneSettings:
+    """The effective settings: `settings` over the YAML file `config_path` over the defaults; `task` (None: the
+    config file's) is the `task` setting, which must be given somewhere."""
+    options = load_settings(FinetuneSettings, config_path, {**settings, **({"task": task} if task else {})})
+    if options.task is None:
+        raise UserError("no task: pass --task or set `task:` in the config file")
+    return options
+
+
 def run_finetuning(
     task: str | None,
     model_dir: str | Path,
@@ -183,9 +192,7 @@ def run_finetuning(
     `settings` are `FinetuneSettings` fields; they override the YAML file `config_path`, which overrides the
     defaults. `task` (None: the config file's) is the `task` setting. `callbacks` hook into the training loop."""
     out_dir = Path(out_dir)
-    options = load_settings(FinetuneSettings, config_path, {**settings, **({"task": task} if task else {})})
-    if options.task is None:
-        raise UserError("no task: pass --task or set `task:` in the config file")
+    options = finetune_settings(task, config_path, settings)
     tokenizer = load_tokenizer(model_dir)
     bad_rows = BadRows(options.skip_bad_rows)
     with reporting_skipped_rows():

@@ -13,8 +13,7 @@ from albertkit.errors import UserError
 from albertkit.io.atomic import atomic_folder, write_text_atomic
 from albertkit.runtime.console import say
 from albertkit.tasks.metrics import primary_metric
-from albertkit.train.finetune import FinetuneSettings, run_finetuning
-from albertkit.train.settings import load_settings
+from albertkit.train.finetune import finetune_settings, run_finetuning
 
 SEEDS_SUMMARY = "seeds.json"
 
@@ -53,9 +52,7 @@ def run_seeds(
     if "seed" in settings:
         raise UserError("give either --seed or --seeds, not both")
     out_dir = Path(out_dir)
-    options = load_settings(FinetuneSettings, config_path, {**settings, **({"task": task} if task else {})})
-    if options.task is None:
-        raise UserError("no task: pass --task or set `task:` in the config file")
+    options = finetune_settings(task, config_path, settings)
     metric = primary_metric(options.task)
     runs: dict[int, dict[str, Any]] = {}
     for seed in seeds:
