@@ -16,9 +16,10 @@ import numpy as np
 
 from albertkit.data.prepare import prepare_pretraining_data
 from albertkit.errors import UserError
-from albertkit.inference.embed import Encoder, read_text_rows
+from albertkit.inference.embed import Encoder
 from albertkit.inference.predict import evaluate_model
 from albertkit.inference.search import build_index
+from albertkit.io.tables import read_text_rows
 from albertkit.samples import sample_path
 from albertkit.serve.model_functions import TaskModel
 from albertkit.tokenization.training import train_tokenizer

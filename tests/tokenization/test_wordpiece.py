@@ -218,15 +218,14 @@ def test_served_ner_entities_are_exact_slices_of_chinese_text(vocab_dir, tmp_pat
     zhang, san = tok.convert_tokens_to_ids(["张", "三"])
     assert tok.unk_token_id not in (zhang, san)
 
-    def tag_zhang_san(input_ids, attention_mask=None):  # stands in for a trained model: 张 B-PER, 三 I-PER
+    def tag_zhang_san(input_ids, **_):  # stands in for a trained model: 张 B-PER, 三 I-PER
         logits = torch.zeros(*input_ids.shape, 3)
         logits[..., 0] = 1.0
         logits[..., 1] += 5.0 * (input_ids == zhang)
         logits[..., 2] += 5.0 * (input_ids == san)
-        return SimpleNamespace(logits=logits)
+        return SimpleNamespace(logits=logits, start_logits=None, end_logits=None)
 
-    tag_zhang_san.config = served.model.config
-    served.model = tag_zhang_san
+    served.predictor.model.forward = tag_zhang_san
     text = "老师张三 在学校，Café 张三！"
     (result,) = served.ner([text])
     assert [(e["text"], e["char_start"], e["char_end"]) for e in result["entities"]] == [

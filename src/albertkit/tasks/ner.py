@@ -25,12 +25,17 @@ from albertkit.runtime.console import progress_bar
 from albertkit.tasks.base import Task, label_names, register
 from albertkit.tasks.files import read_task_text, split_lines
 from albertkit.tasks.metrics import entity_scores, entity_spans
+from albertkit.tokenization.cjk import CJK_IDEOGRAPH
 
 if TYPE_CHECKING:
     from albertkit.tasks.spec import TaskSpec
 
 _TAG = re.compile(r"O|[BIMES]-\S+")
 _WORD_PATTERNS = {"whitespace": re.compile(r"\S+"), "char": re.compile(r"\S")}
+# Raw text split "by whitespace" still makes each CJK ideograph a word, as BERT's basic tokenizer does: Chinese
+# has no spaces between words, and a whole unspaced sentence must not become one word (and one entity).
+_RAW_TEXT_PATTERNS = {**_WORD_PATTERNS, "whitespace": re.compile(
+    f"{CJK_IDEOGRAPH.pattern}|(?:(?!{CJK_IDEOGRAPH.pattern})\\S)+")}
 _WORD_SEPARATORS = {"whitespace": " ", "char": ""}
 _PREFIX_ORDER = {"B": 0, "I": 1, "M": 2, "E": 3, "S": 4}
 _FORMAT_SAMPLE_LINES = 200
@@ -59,9 +64,10 @@ class NerExample:
 
     @classmethod
     def from_text(cls, text: str, word_split: str, line: int = 0) -> NerExample:
-        """An unlabeled example of raw text; entity offsets will index this very string."""
-        words, offsets = split_words(text, word_split)
-        return cls(words, None, line, text, offsets)
+        """An unlabeled example of raw text (each CJK ideograph a word of its own); entity offsets will index
+        this very string."""
+        matches = list(_RAW_TEXT_PATTERNS[word_split].finditer(text))
+        return cls([m.group() for m in matches], None, line, text, [m.span() for m in matches])
 
 
 @dataclass
