@@ -26,7 +26,7 @@ INVALID_CONTINUATION = "invalid UTF-8 (invalid continuation byte); save the file
 NOT_GZIP = "corrupt or truncated gzip file (Not a gzipped file (b'Th'))"
 
 
-def bad_input_folders(root: Path) -> dict[str, Path]:
+def build_bad_input_folders(root: Path) -> dict[str, Path]:
     """A 60-piece tokenizer, a classifier using it, and a model folder whose positions end at 64."""
     folders = build_model_folders(root)
     short = folders["corpus"].parent / "short-positions"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bad_inputs import build_bad_input_folders
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Mixed Chinese and English with full-width forms, accents, quotes and special-token strings: tokenizer parity.
@@ -139,3 +140,9 @@ def model_folders(tmp_path_factory) -> dict[str, Path]:
     from builders import build_model_folders
 
     return build_model_folders(tmp_path_factory.mktemp("model-folders"))
+
+
+@pytest.fixture(scope="session")
+def bad_input_folders(tmp_path_factory) -> dict[str, Path]:
+    """The bad-input tests' tokenizer and model folders (tests/bad_inputs.py), built once for all of them."""
+    return build_bad_input_folders(tmp_path_factory.mktemp("bad-input-models"))

@@ -14,7 +14,6 @@ from bad_inputs import (
     PNG,
     TEN_MB,
     TEXT,
-    bad_input_folders,
     cli,
     error_line,
     write,
@@ -24,14 +23,9 @@ from albertkit.data.shards import INDEX_NAME
 from albertkit.tokenization.sentencepiece import AlbertTokenizer
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return bad_input_folders(tmp_path_factory.mktemp("models"))
-
-
-def prepare(capsys: pytest.CaptureFixture[str], folders: dict[str, Path], source: Path, out: Path,
+def prepare(capsys: pytest.CaptureFixture[str], bad_input_folders: dict[str, Path], source: Path, out: Path,
             *extra: object) -> tuple[int, str, str]:
-    return cli(capsys, "pretrain", "prepare", "--input", source, "--tokenizer", folders["tokenizer"], "--out", out,
+    return cli(capsys, "pretrain", "prepare", "--input", source, "--tokenizer", bad_input_folders["tokenizer"], "--out", out,
                "--workers", 1, "--max-seq-length", 32, *extra)
 
 
@@ -48,27 +42,27 @@ NO_TEXT = "no text to prepare: every line is blank or skipped"
     ("latin1.txt", LATIN1, f"{{path}}:2: {INVALID_CONTINUATION}"),
     ("mislabelled.txt.gz", TEXT.encode(), f"{{path}}:1: {NOT_GZIP}"),
 ])
-def test_prepare_stops_on_unusable_files(folders, tmp_path, capsys, name, data, message) -> None:
+def test_prepare_stops_on_unusable_files(bad_input_folders, tmp_path, capsys, name, data, message) -> None:
     path = write(tmp_path / name, data)
-    code, _, err = prepare(capsys, folders, path, tmp_path / "out")
+    code, _, err = prepare(capsys, bad_input_folders, path, tmp_path / "out")
     assert error_line(code, err) == message.format(path=path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no output, no temporary folder
 
 
-def test_prepare_failure_keeps_the_previous_output(folders, tmp_path, capsys) -> None:
+def test_prepare_failure_keeps_the_previous_output(bad_input_folders, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    assert prepare(capsys, folders, write(tmp_path / "good.txt", TEXT.encode()), out)[0] == 0
+    assert prepare(capsys, bad_input_folders, write(tmp_path / "good.txt", TEXT.encode()), out)[0] == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = write(tmp_path / "bad.txt", TEXT.encode() * 50 + LATIN1)  # fails after 200 good lines were read
-    code, _, err = prepare(capsys, folders, bad, out)
+    code, _, err = prepare(capsys, bad_input_folders, bad, out)
     assert error_line(code, err) == f"{bad}:202: {INVALID_CONTINUATION}"
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "good.txt", "out"]
 
 
-def test_prepare_reports_skipped_lines(folders, tmp_path, capsys) -> None:
+def test_prepare_reports_skipped_lines(bad_input_folders, tmp_path, capsys) -> None:
     path = write(tmp_path / "skips.txt", b"The film is good. It was fun.\n----\n= = Cast = =\nx\nThe cast is great.\n")
-    code, out, _ = prepare(capsys, folders, path, tmp_path / "out")
+    code, out, _ = prepare(capsys, bad_input_folders, path, tmp_path / "out")
     assert code == 0
     assert "prepared 1 documents (en 1), 3 sentences" in out
     assert "lines skipped: no text 1, too short 1, wikitext heading 1" in out
@@ -81,9 +75,9 @@ def test_prepare_reports_skipped_lines(folders, tmp_path, capsys) -> None:
     ("bom.txt", lambda text: b"\xef\xbb\xbf" + text.encode()),
     ("bom-crlf.txt", lambda text: b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()),
 ])
-def test_prepare_reads_crlf_and_bom_like_plain_lf(folders, tmp_path, capsys, name, encode) -> None:
-    assert prepare(capsys, folders, write(tmp_path / "lf.txt", TEXT.encode()), tmp_path / "lf")[0] == 0
-    code, out, _ = prepare(capsys, folders, write(tmp_path / name, encode(TEXT)), tmp_path / "other")
+def test_prepare_reads_crlf_and_bom_like_plain_lf(bad_input_folders, tmp_path, capsys, name, encode) -> None:
+    assert prepare(capsys, bad_input_folders, write(tmp_path / "lf.txt", TEXT.encode()), tmp_path / "lf")[0] == 0
+    code, out, _ = prepare(capsys, bad_input_folders, write(tmp_path / name, encode(TEXT)), tmp_path / "other")
     assert code == 0 and "prepared 2 documents (en 2), 5 sentences" in out and "lines skipped: none" in out
     for split in ("train", "valid"):
         for shard in sorted((tmp_path / "lf" / split).iterdir()):
@@ -91,31 +85,31 @@ def test_prepare_reads_crlf_and_bom_like_plain_lf(folders, tmp_path, capsys, nam
 
 
 @pytest.mark.slow
-def test_prepare_a_10_mb_single_line(folders, tmp_path, capsys) -> None:
+def test_prepare_a_10_mb_single_line(bad_input_folders, tmp_path, capsys) -> None:
     sentence = "The film is good."
     repeats = TEN_MB // (len(sentence) + 1)
     path = write(tmp_path / "one-line.txt", f"{sentence} ".encode() * repeats + b"\n")
-    code, out, _ = prepare(capsys, folders, path, tmp_path / "out")
+    code, out, _ = prepare(capsys, bad_input_folders, path, tmp_path / "out")
     assert code == 0
-    tokens = repeats * len(AlbertTokenizer.from_pretrained(folders["tokenizer"]).encode(sentence))
+    tokens = repeats * len(AlbertTokenizer.from_pretrained(bad_input_folders["tokenizer"]).encode(sentence))
     assert f"prepared 1 documents (en 1), {repeats:,} sentences, {tokens:,} tokens" in out
 
 
-def test_prepare_length_above_the_models_positions(folders, tmp_path, capsys) -> None:
+def test_prepare_length_above_the_models_positions(bad_input_folders, tmp_path, capsys) -> None:
     source = write(tmp_path / "text.txt", TEXT.encode())
-    code, _, err = prepare(capsys, folders, source, tmp_path / "out", "--config", folders["short"],
+    code, _, err = prepare(capsys, bad_input_folders, source, tmp_path / "out", "--config", bad_input_folders["short"],
                            "--max-seq-length", 128)
-    assert error_line(code, err) == (f"{folders['short']}: max_seq_length 128 is above the model's "
+    assert error_line(code, err) == (f"{bad_input_folders['short']}: max_seq_length 128 is above the model's "
                                      "max_position_embeddings 64")
-    code, _, err = prepare(capsys, folders, source, tmp_path / "out", "--max-seq-length", 1024)
+    code, _, err = prepare(capsys, bad_input_folders, source, tmp_path / "out", "--max-seq-length", 1024)
     assert error_line(code, err) == "max_seq_length must be between 5 and 512, not 1024"
     assert not (tmp_path / "out").exists()
 
 
-def test_prepare_never_replaces_a_folder_of_other_files(folders, tmp_path, capsys) -> None:
+def test_prepare_never_replaces_a_folder_of_other_files(bad_input_folders, tmp_path, capsys) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     write(out / "notes.txt", b"keep me")
-    code, _, err = prepare(capsys, folders, write(tmp_path / "text.txt", TEXT.encode()), out)
+    code, _, err = prepare(capsys, bad_input_folders, write(tmp_path / "text.txt", TEXT.encode()), out)
     assert error_line(code, err) == f"{out}: folder is not empty and holds no prepared data: choose a new or empty folder"
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_bytes() == b"keep me"

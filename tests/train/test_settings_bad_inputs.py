@@ -5,27 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bad_inputs import TEXT, bad_input_folders, cli, error_line, write
+from bad_inputs import TEXT, cli, error_line, write
 
 from albertkit.train.pretrain import PretrainSettings
 from albertkit.train.settings import load_settings
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return bad_input_folders(tmp_path_factory.mktemp("models"))
-
 
 # --- pretrain run --config --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def prepared(folders, tmp_path_factory) -> Path:
+def prepared(bad_input_folders, tmp_path_factory) -> Path:
     from albertkit.data.prepare import prepare_pretraining_data
 
     root = tmp_path_factory.mktemp("prepared")
     write(root / "text.txt", TEXT.encode())
-    prepare_pretraining_data(root / "text.txt", folders["tokenizer"], root / "data", max_seq_length=32, workers=1)
+    prepare_pretraining_data(root / "text.txt", bad_input_folders["tokenizer"], root / "data", max_seq_length=32, workers=1)
     return root / "data"
 
 
